@@ -1,0 +1,20 @@
+# speechanim: the whole reproduction as one DAG.
+#   raw download/import -> (alignment, mirroring, audio framing, HDF5 packing) -> training
+#   -> generation -> metrics -> results/table{1,2,3}.csv and figures
+# Stages land one issue at a time; README.md says how far the DAG runs today.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/raw.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        [raw_manifests(dataset) for dataset in RUN_DATASETS],

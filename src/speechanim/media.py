@@ -1,0 +1,232 @@
+"""Video and audio I/O through ffmpeg-python, driving the ffmpeg binary that imageio-ffmpeg ships.
+
+No system ffmpeg and no ffprobe are needed: probing parses ``ffmpeg -i`` and counts frames with
+``imageio_ffmpeg.count_frames_and_secs``.  Every failure raises :class:`MediaError` whose message
+starts with the file's path and says what is wrong with it.
+
+Conventions: frames are ``uint8`` arrays of shape ``(T, H, W, 3)`` in RGB order; audio is mono
+``float32`` in ``[-1, 1]``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+import imageio_ffmpeg
+import numpy as np
+from scipy.io import wavfile
+
+# ffmpeg's decoder messages at ``-v error`` that do not mean the input is damaged.
+_HARMLESS = ("Warning MVs not available",)
+
+
+class MediaError(ValueError):
+    """A media file cannot be used; the message names the file and the problem."""
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+    duration: float  # seconds, n_frames / fps
+    has_audio: bool
+    audio_rate: int | None
+    audio_channels: int | None
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if not path.is_file():
+        raise MediaError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: empty file")
+
+
+def _first_problem(stderr: bytes) -> str | None:
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        line = line.strip()
+        if line and not any(h in line for h in _HARMLESS):
+            return line
+    return None
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, frame rate, size and audio stream of a video, without ffprobe."""
+    path = Path(path)
+    _check_exists(path)
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True)
+    text = res.stderr.decode("utf-8", "replace")
+    if "Invalid data found" in text or "Error opening input" in text:
+        raise MediaError(f"{path}: not a video or audio file ffmpeg can read")
+    video = re.search(r"Stream #\S+.*?: Video: .*?(\d{2,5})x(\d{2,5})", text)
+    if video is None:
+        raise MediaError(f"{path}: has no video stream")
+    width, height = int(video.group(1)), int(video.group(2))
+    fps_match = re.search(r"Stream #\S+.*?: Video: .*?([\d.]+) fps", text)
+    if fps_match is None:
+        fps_match = re.search(r"Stream #\S+.*?: Video: .*?([\d.]+)k? tbr", text)
+    if fps_match is None:
+        raise MediaError(f"{path}: video stream has no frame rate")
+    fps = float(fps_match.group(1))
+    audio = re.search(r"Stream #\S+.*?: Audio: .*?(\d+) Hz, (mono|stereo|\d+ channels|[\w.()]+)", text)
+    rate = channels = None
+    if audio:
+        rate = int(audio.group(1))
+        layout = audio.group(2)
+        count = re.match(r"\d+", layout)
+        channels = 1 if layout == "mono" else 2 if layout == "stereo" else int(count.group()) if count else None
+    try:
+        n_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except RuntimeError as err:
+        raise MediaError(f"{path}: cannot count frames ({err})") from err
+    if n_frames <= 0:
+        raise MediaError(f"{path}: video stream has no frames")
+    return VideoInfo(path, n_frames, fps, width, height, n_frames / fps, audio is not None, rate, channels)
+
+
+def read_video(path: str | os.PathLike, *, strict: bool = True) -> tuple[np.ndarray, float]:
+    """Decode every frame of a video as ``(T, H, W, 3)`` uint8 RGB; also return its fps.
+
+    With ``strict`` (the default) any decoder error, as a truncated or damaged file gives, raises
+    :class:`MediaError` instead of returning the frames ffmpeg managed to salvage.
+    """
+    info = probe(path)
+    path = info.path
+    try:
+        out, err = (
+            ffmpeg.input(str(path))
+            .output("pipe:", format="rawvideo", pix_fmt="rgb24", map="0:v:0")
+            .global_args("-v", "error", "-nostdin")
+            .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as e:
+        raise MediaError(f"{path}: cannot decode video ({_first_problem(e.stderr) or 'ffmpeg failed'})") from None
+    problem = _first_problem(err)
+    if strict and problem:
+        raise MediaError(f"{path}: corrupt or truncated video ({problem})")
+    frame_bytes = info.width * info.height * 3
+    if len(out) == 0 or len(out) % frame_bytes:
+        raise MediaError(f"{path}: decoded {len(out)} bytes, not a whole number of {info.width}x{info.height} frames")
+    frames = np.frombuffer(out, np.uint8).reshape(-1, info.height, info.width, 3)
+    return frames, info.fps
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True) -> np.ndarray:
+    """The first audio track of any file ffmpeg reads (video or audio), as mono float32 at ``sample_rate``."""
+    path = Path(path)
+    _check_exists(path)
+    try:
+        out, err = (
+            ffmpeg.input(str(path))
+            .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=int(sample_rate), map="0:a:0")
+            .global_args("-v", "error", "-nostdin")
+            .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as e:
+        msg = e.stderr.decode("utf-8", "replace")
+        if "matches no streams" in msg:
+            raise MediaError(f"{path}: has no audio track") from None
+        if "Invalid data found" in msg:
+            raise MediaError(f"{path}: not an audio or video file ffmpeg can read") from None
+        raise MediaError(f"{path}: cannot decode audio ({_first_problem(e.stderr) or 'ffmpeg failed'})") from None
+    problem = _first_problem(err)
+    if strict and problem:
+        raise MediaError(f"{path}: corrupt or truncated audio ({problem})")
+    audio = np.frombuffer(out, np.float32).copy()
+    if audio.size == 0:
+        raise MediaError(f"{path}: audio track is empty")
+    return audio
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono float samples in ``[-1, 1]`` as 16-bit PCM WAV (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = np.clip(np.round(np.asarray(samples, np.float64) * 32767.0), -32768, 32767).astype(np.int16)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        wavfile.write(f, int(sample_rate), pcm)
+    os.replace(tmp, path)
+    return path
+
+
+# Codec settings: "h264" gives an mp4 (H.264 + AAC) for people; "mpeg1" gives a GRID-like .mpg
+# (MPEG-1 video + MPEG audio layer II in an MPEG program stream).
+_CODECS = {
+    "h264": dict(format="mp4", vcodec="libx264", pix_fmt="yuv420p", acodec="aac", audio_bitrate="128k",
+                 movflags="+faststart"),
+    "mpeg1": dict(format="mpeg", vcodec="mpeg1video", pix_fmt="yuv420p", acodec="mp2", audio_bitrate="224k",
+                  ar=44100),
+}
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    *,
+    codec: str = "h264",
+    quality: int | None = None,
+) -> Path:
+    """Encode ``(T, H, W, 3)`` uint8 RGB frames (and optional mono audio) into a video file.
+
+    ``codec="h264"`` writes H.264 + AAC (mp4; ``quality`` is the x264 CRF, default 17);
+    ``codec="mpeg1"`` writes MPEG-1 + MP2 at 44.1 kHz like GRID (``quality`` is the MPEG qscale, default 2).
+    The file appears atomically: it is encoded under a temporary name and renamed.
+    """
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"{path}: frames must be a non-empty uint8 array (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if codec not in _CODECS:
+        raise ValueError(f"{path}: unknown codec {codec!r}; choose one of {sorted(_CODECS)}")
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"{path}: frame size {w}x{h} must be even for yuv420p video")
+    if audio is not None and not sample_rate:
+        raise ValueError(f"{path}: audio given without its sample_rate")
+    settings = dict(_CODECS[codec])
+    if codec == "h264":
+        settings["crf"] = 17 if quality is None else quality
+    else:
+        settings["q:v"] = 2 if quality is None else quality
+        settings["r"] = fps
+    if audio is None:
+        for key in ("acodec", "audio_bitrate", "ar"):
+            settings.pop(key, None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tempfile.TemporaryDirectory() as td:
+        video_in = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps)
+        streams = [video_in.video]
+        if audio is not None:
+            wav = write_wav(Path(td) / "audio.wav", audio, int(sample_rate))
+            streams.append(ffmpeg.input(str(wav)).audio)
+        try:
+            (
+                ffmpeg.output(*streams, str(tmp), **settings)
+                .global_args("-v", "error", "-nostdin")
+                .overwrite_output()
+                .run(cmd=ffmpeg_exe(), input=frames.tobytes(), capture_stdout=True, capture_stderr=True)
+            )
+        except ffmpeg.Error as e:
+            tmp.unlink(missing_ok=True)
+            raise MediaError(f"{path}: encoding failed ({_first_problem(e.stderr) or 'ffmpeg failed'})") from None
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,26 @@
+"""Shared pytest fixtures.
+
+Tests may read ``../shared`` (the real GRID clips); the product never does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+GRID_MINI = SHARED / "data" / "grid-mini"
+
+
+@pytest.fixture(scope="session")
+def grid_mini() -> Path:
+    """The eight real GRID clips of ``../shared/data/grid-mini``."""
+    if not (GRID_MINI / "bbaf2n.mpg").exists():
+        pytest.fail(f"real GRID clips not found at {GRID_MINI}: tests need ../shared beside the repo")
+    return GRID_MINI
+
+
+@pytest.fixture(scope="session")
+def grid_mini_clips(grid_mini: Path) -> list[Path]:
+    return sorted(grid_mini.glob("*.mpg"))

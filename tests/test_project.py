@@ -1,0 +1,93 @@
+"""Project-level checks: pins agree everywhere, the config schema bites, the DAG and profiles parse."""
+import copy
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from speechanim.config import ConfigError, load_config, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)$")
+
+
+def _pins(requirements):
+    pins = {}
+    for req in requirements:
+        m = PIN.match(req.strip())
+        assert m, f"not an exact pin: {req!r}"
+        pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+def test_pyproject_dependencies_are_pinned_and_conda_envs_agree():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = _pins(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        pins.update(_pins(extra))
+    assert pins["torch"] == "2.11.0" and pins["torchaudio"] == "2.11.0"
+    assert pins["mediapipe"] == "0.10.21" and pins["numpy"] == "1.26.4"
+    envs = sorted((REPO / "envs").glob("*.yaml"))
+    assert envs
+    for env in envs:
+        deps = yaml.safe_load(env.read_text())["dependencies"]
+        pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+        for name, version in _pins(pip).items():
+            assert pins.get(name) == version, f"{env.name}: {name}=={version} but pyproject pins {pins.get(name)}"
+        assert "python=3.11" in deps
+
+
+def test_installed_versions_match_pins():
+    from importlib.metadata import version
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for name, pinned in _pins(project["dependencies"]).items():
+        assert version(name) == pinned, f"{name}: installed {version(name)}, pinned {pinned}"
+
+
+def test_default_config_is_valid_and_schema_names_bad_keys():
+    config = load_config(REPO / "config.yaml")
+    bad = copy.deepcopy(config)
+    bad["datasets"]["grid"]["sepakers"] = ["s1"]
+    bad["download"]["retries"] = 0
+    bad["run_datasets"] = ["grid", "voxceleb"]
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad)
+    msg = str(err.value)
+    assert "datasets.grid.sepakers: unknown key" in msg
+    assert "download.retries: 0 is less than the minimum of 1" in msg
+    assert "run_datasets.1: 'voxceleb' is not one of" in msg
+
+
+def _snakemake(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_dag_refuses_a_bad_config(tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["download"]["retrys"] = 3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    res = _snakemake("-n", "--configfile", str(path))
+    assert res.returncode != 0
+    assert "download.retrys: unknown key" in res.stdout + res.stderr
+
+
+def test_grid_dag_has_one_job_per_speaker(tmp_path):
+    res = _snakemake("-n", "--config", "run_datasets=[grid]", f"data_dir={tmp_path}/data", "--quiet", "rules")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert re.search(r"grid_speaker\s+33\b", out), out
+    assert re.search(r"grid_shared_archives\s+1\b", out), out
+
+
+def test_slurm_profile_parses(tmp_path):
+    res = _snakemake("--profile", "workflow/profiles/slurm", "-n", "--config", "run_datasets=[grid]",
+                     f"data_dir={tmp_path}/data")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "grid_speaker" in res.stdout

@@ -1,0 +1,50 @@
+# Shared setup and input functions. Every rule calls the package: `python -m speechanim.<stage> ...`.
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(workflow.basedir)
+# Rules and input functions use the package from this checkout, installed or not.
+sys.path.insert(0, str(REPO / "src"))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+
+from speechanim.config import validate_config  # noqa: E402
+
+validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+DATA = config["data_dir"]
+RESULTS = config["results_dir"]
+RUN_DATASETS = config["run_datasets"]
+LOGS = "logs"
+
+# GRID: speakers 1..34; speaker 21 has no video.
+GRID_SPEAKERS = [f"s{i}" for i in range(1, 35) if i != 21]
+
+
+wildcard_constraints:
+    dataset="[a-z0-9]+",
+    speaker="[A-Za-z0-9_-]+",
+
+
+def speakers(dataset):
+    """The speakers of a dataset, as the config selects them."""
+    chosen = config["datasets"][dataset]["speakers"]
+    if dataset == "grid":
+        available = GRID_SPEAKERS
+    elif dataset == "tcdtimit":
+        from speechanim.raw.tcdtimit import list_speakers
+
+        available = list_speakers(config["datasets"]["tcdtimit"]["source_dir"])
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}")
+    if chosen == "all":
+        return list(available)
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise ValueError(f"config: datasets.{dataset}.speakers: not speakers of {dataset}: {', '.join(unknown)}")
+    return list(chosen)
+
+
+def raw_manifests(dataset):
+    """The per-speaker manifest.tsv files that mark a dataset's raw stage complete."""
+    return expand(f"{DATA}/raw/{dataset}/{{speaker}}/manifest.tsv", speaker=speakers(dataset))
