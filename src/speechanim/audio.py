@@ -1,0 +1,60 @@
+"""Audio framing (paper, section 3.1): one overlapping window of raw audio per video frame.
+
+"The inputs to the generator networks consist of a single image and an audio signal, which is
+divided into overlapping frames each corresponding to 0.16 seconds."
+
+Window ``k`` is centred on video frame ``k``: frame ``k`` spans ``[k/fps, (k+1)/fps)``, so its
+window covers ``[(k+0.5)/fps - w/2, (k+0.5)/fps + w/2)``. Consecutive windows are one video frame
+(``rate/fps`` samples) apart, and the signal is zero-padded by ``(w - stride)/2`` samples at each
+end, as in the authors' code, so the first and last windows stay centred on their frames.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class SilentAudioError(ValueError):
+    """The audio track holds no signal."""
+
+
+def samples_per_frame(sample_rate: int, fps: float) -> int:
+    """Audio samples per video frame; the rate must divide evenly by the frame rate."""
+    spf = sample_rate / fps
+    if abs(spf - round(spf)) > 1e-6:
+        raise ValueError(f"sample rate {sample_rate} Hz is not a whole number of samples per frame at {fps} fps")
+    return int(round(spf))
+
+
+def window_samples(sample_rate: int, window_s: float) -> int:
+    return int(round(window_s * sample_rate))
+
+
+def normalise(audio: np.ndarray, *, silence_rms: float = 1e-4, source: str = "audio") -> np.ndarray:
+    """Remove the DC offset and scale to a peak of 1; a track quieter than ``silence_rms`` is refused."""
+    audio = np.asarray(audio, np.float32)
+    audio = audio - audio.mean()
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
+    if rms < silence_rms:
+        raise SilentAudioError(f"{source}: silent audio track (RMS {rms:.2e} < {silence_rms:.0e})")
+    return (audio / np.abs(audio).max()).astype(np.float32)
+
+
+def fit_length(audio: np.ndarray, n_frames: int, spf: int) -> np.ndarray:
+    """Trim or zero-pad the audio to exactly ``n_frames`` video frames of samples."""
+    n = n_frames * spf
+    if len(audio) >= n:
+        return audio[:n]
+    return np.pad(audio, (0, n - len(audio)))
+
+
+def frame_audio(audio: np.ndarray, n_frames: int, sample_rate: int, fps: float, window_s: float = 0.16) -> np.ndarray:
+    """Cut ``(n_frames, window)`` overlapping windows, window ``k`` centred on video frame ``k``."""
+    spf = samples_per_frame(sample_rate, fps)
+    win = window_samples(sample_rate, window_s)
+    if win < spf:
+        raise ValueError(f"window of {win} samples is shorter than one video frame ({spf} samples)")
+    audio = fit_length(np.asarray(audio, np.float32), n_frames, spf)
+    left = (win - spf) // 2
+    padded = np.pad(audio, (left, win - spf - left))
+    starts = np.arange(n_frames) * spf
+    return np.lib.stride_tricks.sliding_window_view(padded, win)[starts].copy()

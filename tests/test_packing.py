@@ -1,0 +1,80 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from speechanim.audio import frame_audio
+from speechanim.packing import AtomicH5, Clip, TrainingWindows, WholeClips, clip_keys, read_clip, worker_init, write_clip
+
+
+def _clip(speaker, utt, t, seed, mirrored=False):
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (t, 16, 12, 3), dtype=np.uint8)
+    frames[:, 0, 0, 0] = np.arange(t)  # frame number in a pixel
+    audio = rng.standard_normal(t * 640).astype(np.float32)
+    return Clip(speaker, utt, frames, audio, rng.random((t, 478, 2), dtype=np.float32), 25.0, 16000,
+                "bin blue at f two now", mirrored, f"/raw/{utt}.mpg")
+
+
+@pytest.fixture
+def packed(tmp_path):
+    path = tmp_path / "train.h5"
+    clips = [_clip("s1", "bbaf2n", 30, 0), _clip("s1", "bbaf2n", 30, 1, mirrored=True), _clip("s2", "lwbsza", 12, 2),
+             _clip("s2", "sbia1a", 5, 3)]
+    with AtomicH5(path) as h5:
+        for c in clips:
+            write_clip(h5, c)
+    return path, clips
+
+
+def test_round_trip_and_layout(packed):
+    path, clips = packed
+    with h5py.File(path) as h5:
+        assert clip_keys(h5) == ["s1/bbaf2n", "s1/bbaf2n_mirror", "s2/lwbsza", "s2/sbia1a"]
+        d = h5["s1/bbaf2n/frames"]
+        assert d.shape == (30, 3, 16, 12) and d.dtype == np.uint8 and d.chunks == (1, 3, 16, 12)
+        assert d.compression == "lzf"
+        back = read_clip(h5, "s2/lwbsza")
+    np.testing.assert_array_equal(back.frames, clips[2].frames)
+    np.testing.assert_array_equal(back.audio, clips[2].audio)
+    assert (back.speaker, back.utterance, back.words, back.fps, back.sample_rate) == \
+        ("s2", "lwbsza", "bin blue at f two now", 25.0, 16000)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    path = tmp_path / "x.h5"
+    with pytest.raises(ValueError, match="audio samples"):
+        with AtomicH5(path) as h5:
+            bad = _clip("s1", "a", 4, 0)
+            bad.audio = bad.audio[:-1]
+            write_clip(h5, bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_windows_match_the_clip(packed):
+    path, clips = packed
+    ds = TrainingWindows(path, n_frames=8, seed=0)
+    assert len(ds) == 3  # the 5-frame clip is too short
+    for i in range(len(ds)):
+        item = ds[i]
+        clip = next(c for c in clips if c.key == item["key"])
+        s = item["start"]
+        assert item["frames"].shape == (8, 3, 16, 12) and item["audio"].shape == (8, 2560)
+        expected = clip.frames[s:s + 8].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+        np.testing.assert_allclose(item["frames"].numpy(), expected, atol=1e-6)
+        # the windows read from part of the audio equal those cut from the whole clip
+        full = frame_audio(clip.audio, len(clip.frames), 16000, 25.0, 0.16)
+        np.testing.assert_array_equal(item["audio"].numpy(), full[s:s + 8])
+        np.testing.assert_allclose(item["still"].numpy(), clip.frames[0].transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
+
+
+def test_whole_clips_and_workers(packed):
+    path, _ = packed
+    ds = WholeClips(path)
+    assert len(ds) == 4 and ds[2]["frames"].shape == (12, 3, 16, 12) and ds[2]["audio"].shape == (12, 2560)
+    loader = DataLoader(TrainingWindows(path, n_frames=4), batch_size=2, num_workers=2, worker_init_fn=worker_init)
+    batches = list(loader)
+    assert len(batches) == 2 and all(b["frames"].shape == (2, 4, 3, 16, 12) for b in batches)
+    assert sorted(k for b in batches for k in b["key"]) == ["s1/bbaf2n", "s1/bbaf2n_mirror", "s2/lwbsza", "s2/sbia1a"]
+    assert batches[0]["frames"].dtype == torch.float32
