@@ -1,0 +1,64 @@
+"""Speaker-independent train/validation/test splits (paper, section 4.1).
+
+"For the GRID dataset speakers are divided into training, validation and test sets with a
+50% - 20% - 30% split respectively." For TCD-TIMIT the paper uses "the recommended data split ...
+but exclude[s] some of the test speakers and use[s] them as a validation set".
+
+A split is decided per speaker (no speaker is in two sets) from a seeded permutation of the sorted
+speaker ids, so it depends only on the speaker list, the ratios and the seed.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+def ratio_split(speakers: list[str], ratios: tuple[float, float, float] = (0.5, 0.2, 0.3), seed: int = 0) -> dict[str, str]:
+    """Assign speakers to train/val/test by ratios: val and test sizes are rounded, train takes the rest.
+
+    With GRID's 33 speakers and the paper's 50/20/30 this gives 16/7/10 speakers.
+    """
+    if len(set(speakers)) != len(speakers):
+        raise ValueError("speaker ids must be unique")
+    if abs(sum(ratios) - 1) > 1e-6 or min(ratios) < 0:
+        raise ValueError(f"split ratios must be non-negative and sum to 1, got {ratios}")
+    n = len(speakers)
+    n_val, n_test = round(ratios[1] * n), round(ratios[2] * n)
+    if n - n_val - n_test < 1 or (ratios[1] > 0 and n_val < 1) or (ratios[2] > 0 and n_test < 1):
+        raise ValueError(f"{n} speakers are too few for a {ratios} split")
+    order = [sorted(speakers)[i] for i in np.random.default_rng(seed).permutation(n)]
+    split = {s: "test" for s in order[:n_test]}
+    split.update({s: "val" for s in order[n_test:n_test + n_val]})
+    split.update({s: "train" for s in order[n_test + n_val:]})
+    return split
+
+
+def recommended_split(speakers: list[str], test_speakers: list[str], val_speakers: list[str]) -> dict[str, str]:
+    """A corpus's recommended split with some of its test speakers moved to validation."""
+    missing = sorted(set(val_speakers) - set(test_speakers))
+    if missing:
+        raise ValueError(f"validation speakers must come from the test speakers: {', '.join(missing)}")
+    return {s: "val" if s in val_speakers else "test" if s in test_speakers else "train" for s in sorted(speakers)}
+
+
+def write_split(path: str | os.PathLike, split: dict[str, str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["speaker", "split"])
+        for speaker in sorted(split, key=lambda s: (SPLITS.index(split[s]), s)):
+            w.writerow([speaker, split[speaker]])
+    os.replace(tmp, path)
+    return path
+
+
+def read_split(path: str | os.PathLike) -> dict[str, str]:
+    with open(path, newline="") as f:
+        return {row["speaker"]: row["split"] for row in csv.DictReader(f, delimiter="\t")}
