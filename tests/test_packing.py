@@ -78,3 +78,20 @@ def test_whole_clips_and_workers(packed):
     assert len(batches) == 2 and all(b["frames"].shape == (2, 4, 3, 16, 12) for b in batches)
     assert sorted(k for b in batches for k in b["key"]) == ["s1/bbaf2n", "s1/bbaf2n_mirror", "s2/lwbsza", "s2/sbia1a"]
     assert batches[0]["frames"].dtype == torch.float32
+
+
+def test_table1_counts_samples_and_hours(tmp_path):
+    from speechanim.tables import main
+
+    packed = tmp_path / "packed"
+    for name, clips in {"train.h5": [_clip("s1", "a", 75, 0), _clip("s1", "a", 75, 0, mirrored=True)],
+                        "val.h5": [_clip("s2", "b", 50, 1)], "test.h5": [_clip("s3", "c", 25, 2)]}.items():
+        with AtomicH5(packed / name) as h5:
+            for c in clips:
+                write_clip(h5, c)
+    out = tmp_path / "table1.csv"
+    assert main(["table1", "--dataset", "toy", str(packed), "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "Dataset,Samples (Tr),Hours (Tr),Samples (V),Hours (V),Samples (T),Hours (T)"
+    assert lines[1] == f"toy,2,{6 / 3600:.4f},1,{2 / 3600:.4f},1,{1 / 3600:.4f}"
+    assert (tmp_path / "table1.md").read_text().startswith("| Dataset |")
