@@ -18,3 +18,4 @@ rule all:
     default_target: True
     input:
         [raw_manifests(dataset) for dataset in RUN_DATASETS],
+        [f"{RESULTS}/synthgrid/samples.png"] if "synthgrid" in RUN_DATASETS else [],

@@ -83,7 +83,23 @@ def test_grid_dag_has_one_job_per_speaker(tmp_path):
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     assert re.search(r"grid_speaker\s+33\b", out), out
-    assert re.search(r"grid_shared_archives\s+1\b", out), out
+    assert re.search(r"grid_shared_archive\s+1\b", out), out  # alignments.zip; audio comes from the videos
+
+
+def test_grid_archive_audio_source_fetches_audio_25k(tmp_path):
+    res = _snakemake("-n", "--config", "run_datasets=[grid]", f"data_dir={tmp_path}/data",
+                     "datasets={'grid': {'base_url': 'https://example.org/f', 'speakers': ['s1', 's2'], 'audio_source': 'archive'}}",
+                     "--quiet", "rules")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert re.search(r"grid_speaker\s+2\b", out), out
+    assert re.search(r"grid_shared_archive\s+2\b", out), out
+
+
+def test_default_dag_synthesises_the_embedded_corpus(tmp_path):
+    res = _snakemake("-n", "--config", f"data_dir={tmp_path}/data", "--quiet", "rules")
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"synthgrid_speaker\s+12\b", res.stdout + res.stderr)
 
 
 def test_slurm_profile_parses(tmp_path):

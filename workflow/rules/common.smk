@@ -28,6 +28,8 @@ wildcard_constraints:
 
 def speakers(dataset):
     """The speakers of a dataset, as the config selects them."""
+    if dataset == "synthgrid":
+        return [f"s{i}" for i in range(1, config["datasets"]["synthgrid"]["n_speakers"] + 1)]
     chosen = config["datasets"][dataset]["speakers"]
     if dataset == "grid":
         available = GRID_SPEAKERS
@@ -48,3 +50,11 @@ def speakers(dataset):
 def raw_manifests(dataset):
     """The per-speaker manifest.tsv files that mark a dataset's raw stage complete."""
     return expand(f"{DATA}/raw/{dataset}/{{speaker}}/manifest.tsv", speaker=speakers(dataset))
+
+
+def grid_shared_inputs(wildcards):
+    """The shared GRID archives a speaker job extracts from (audio_25k.zip only when its audio is used)."""
+    names = ["alignments"]
+    if config["datasets"]["grid"].get("audio_source", "video") == "archive":
+        names.append("audio_25k")
+    return [f"{DATA}/downloads/grid/{name}.zip" for name in names]
