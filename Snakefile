@@ -12,10 +12,12 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/raw.smk"
+include: "workflow/rules/preprocess.smk"
 
 
 rule all:
     default_target: True
     input:
-        [raw_manifests(dataset) for dataset in RUN_DATASETS],
+        f"{RESULTS}/table1.csv",
+        [f"{RESULTS}/{dataset}/skipped.tsv" for dataset in RUN_DATASETS],
         [f"{RESULTS}/synthgrid/samples.png"] if "synthgrid" in RUN_DATASETS else [],

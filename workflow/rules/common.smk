@@ -58,3 +58,24 @@ def grid_shared_inputs(wildcards):
     if config["datasets"]["grid"].get("audio_source", "video") == "archive":
         names.append("audio_25k")
     return [f"{DATA}/downloads/grid/{name}.zip" for name in names]
+
+
+_SPLITS = {}
+
+
+def split_of(dataset):
+    """speaker -> train/val/test, the same function the split rule writes down (deterministic)."""
+    if dataset not in _SPLITS:
+        from speechanim.preprocess import make_split
+
+        cfg = config["splits"]
+        _SPLITS[dataset] = make_split(dataset, speakers(dataset), ratios=tuple(cfg["ratios"]), seed=cfg["seed"])
+    return _SPLITS[dataset]
+
+
+def speakers_in(dataset, part):
+    return sorted(s for s, p in split_of(dataset).items() if p == part)
+
+
+def packed(dataset, part):
+    return f"{DATA}/packed/{dataset}/{part}.h5"

@@ -1,0 +1,93 @@
+# Preprocessing (paper 4.1): align every speaker's clips to the canonical face, frame the audio,
+# split speakers into train/val/test, pack each part into one HDF5 file (training mirrored), Table 1.
+# One code path for every dataset: everything here reads the normalised raw layout.
+
+
+rule align_speaker:
+    """One speaker: mediapipe alignment of every clip, its normalised audio, into one HDF5 file."""
+    input:
+        f"{DATA}/raw/{{dataset}}/{{speaker}}/manifest.tsv",
+    output:
+        h5=f"{DATA}/aligned/{{dataset}}/{{speaker}}.h5",
+        skipped=f"{RESULTS}/{{dataset}}/skipped/{{speaker}}.tsv",
+    params:
+        pre=config["preprocess"],
+        size=" ".join(str(v) for v in config["preprocess"]["image_size"]),
+    log:
+        f"{LOGS}/preprocess/{{dataset}}/{{speaker}}.log",
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m speechanim.preprocess align --raw {DATA}/raw/{wildcards.dataset}/{wildcards.speaker}"
+        " --out {output.h5} --skipped {output.skipped} --size {params.size}"
+        " --sample-rate {params.pre[sample_rate]} --smooth-window {params.pre[smooth_window]}"
+        " --max-gap {params.pre[max_gap]} 2> {log}"
+
+
+rule skip_list:
+    """Every clip the stage could not use, with the reason, in one table."""
+    input:
+        lambda wc: expand(f"{RESULTS}/{wc.dataset}/skipped/{{speaker}}.tsv", speaker=sorted(split_of(wc.dataset))),
+    output:
+        f"{RESULTS}/{{dataset}}/skipped.tsv",
+    log:
+        f"{LOGS}/preprocess/{{dataset}}/skiplist.log",
+    shell:
+        "python -m speechanim.preprocess skiplist --out {output} {input} 2> {log}"
+
+
+rule split:
+    """The speaker-independent split, written down (the DAG computes the same one: split_of)."""
+    input:
+        lambda wc: raw_manifests(wc.dataset),
+    output:
+        f"{RESULTS}/{{dataset}}/split.tsv",
+    params:
+        speakers=lambda wc: " ".join(speakers(wc.dataset)),
+        split=config["splits"],
+        ratios=" ".join(str(r) for r in config["splits"]["ratios"]),
+    log:
+        f"{LOGS}/preprocess/{{dataset}}/split.log",
+    shell:
+        "python -m speechanim.preprocess split --dataset {wildcards.dataset} --speakers {params.speakers}"
+        " --ratios {params.ratios} --seed {params.split[seed]} --out {output} 2> {log}"
+
+
+rule pack:
+    """One part of a dataset in one HDF5 file; the training part with its mirror images (paper 4.1)."""
+    input:
+        split=f"{RESULTS}/{{dataset}}/split.tsv",
+        aligned=lambda wc: expand(f"{DATA}/aligned/{wc.dataset}/{{speaker}}.h5", speaker=speakers_in(wc.dataset, wc.part)),
+    output:
+        f"{DATA}/packed/{{dataset}}/{{part}}.h5",
+    wildcard_constraints:
+        part="train|val|test",
+    params:
+        mirror=lambda wc: "--mirror" if wc.part == "train" and config["preprocess"]["mirror_train"] else "",
+    log:
+        f"{LOGS}/preprocess/{{dataset}}/pack_{{part}}.log",
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m speechanim.preprocess pack --split {input.split} --part {wildcards.part} {params.mirror}"
+        " --out {output} {input.aligned} 2> {log}"
+
+
+rule table1:
+    """Table 1: samples and hours of video per dataset and part (training counts the mirror images)."""
+    input:
+        [packed(dataset, part) for dataset in RUN_DATASETS for part in ("train", "val", "test")],
+    output:
+        f"{RESULTS}/table1.csv",
+    params:
+        args=" ".join([f"--dataset {d}" for d in RUN_DATASETS] + [f"{DATA}/packed/{d}" for d in RUN_DATASETS]),
+    log:
+        f"{LOGS}/preprocess/table1.log",
+    shell:
+        "python -m speechanim.tables table1 {params.args} --out {output} 2> {log}"
