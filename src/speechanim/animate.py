@@ -1,0 +1,279 @@
+"""Animate any face photo with any speech recording: the library API behind ``speechanim animate``.
+
+"a temporal generative adversarial network ... capable of generating a video of a talking head
+from an audio signal and a single still image" (paper, section 1).  In the spirit of the authors'
+``VideoAnimator`` (GitHub DinoMan/speech-driven-animation, ``sda/sda.py``), with the inputs
+prepared exactly as the training data were:
+
+* the photo (any size, RGB/gray/RGBA, array or file) is aligned to the canonical face with the
+  same code that aligned the training videos (:func:`speechanim.align.align_image` with
+  ``AlignConfig(size=<the model's image size>)``); it must show exactly one face;
+* the audio (any file ffmpeg reads, or an array with its rate) is made mono at the model's rate,
+  normalised like the packed data (:func:`speechanim.audio.normalise`: DC removed, peak 1) and cut
+  into one 0.16 s window per video frame (paper, 3.1) at 25 fps, ``T = ceil(duration * 25)``;
+* the noise ``N(0, 0.33)`` (paper, 3.1.3; sda/sda.py) comes from a seeded CPU ``torch.Generator``,
+  so the same seed gives the same video on any device.
+
+::
+
+    animator = Animator("results/grid/models/full/generator.pt")
+    frames = animator("face.jpg", "speech.wav")            # (T, H, W, 3) uint8, whole clip
+    for frame in animator.stream("face.jpg", "speech.wav"):  # the same frames, one at a time
+        ...
+    animate_file("face.jpg", "speech.wav", "generator.pt", "out.mp4")  # mp4 with the original audio
+
+The whole-clip pass runs the recurrent encoders over the audio and decodes frames in chunks
+(``chunk_frames``), carrying the GRU states across chunks, so memory stays bounded for long
+recordings; :meth:`Animator.stream` runs the generator frame by frame (the paper's "synthesize
+videos frame-by-frame, which is necessary for real-time applications", 3.1) and gives the same frames.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+import torch
+from scipy.signal import resample_poly
+from tqdm import tqdm
+
+from .align import AlignConfig, align_image
+from .audio import frame_audio, normalise, samples_per_frame
+from .checkpoint import load_generator
+from .generate import clip_noise, pick_device, to_uint8
+from .media import ffmpeg_exe, read_audio, write_video
+from .models import GeneratorState
+from .packing import to_unit_range
+
+__all__ = ["FPS", "CHUNK_FRAMES", "ImageError", "Animator", "read_image", "as_rgb_uint8", "resample", "audio_rate",
+           "animate_file"]
+
+#: Video frame rate of the generated videos: GRID and TCD-TIMIT are 25 fps, and the audio windows
+#: are one video frame (sample_rate / 25 samples) apart, as in training.
+FPS = 25.0
+
+#: Frames decoded per chunk of the whole-clip pass (bounds memory for long audio; 10 s at 25 fps).
+CHUNK_FRAMES = 250
+
+PathLike = Union[str, os.PathLike]
+
+
+class ImageError(ValueError):
+    """A photo that cannot be read or used; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Any common image array -> ``(H, W, 3)`` uint8 RGB.
+
+    Gray ``(H, W)`` or ``(H, W, 1)`` is repeated over three channels; gray + alpha and RGBA are
+    composited over white; uint16 is scaled down, floats are taken as ``[0, 1]``, bool as 0/255.
+    """
+    image = np.asarray(image)
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    elif image.dtype == np.uint16:
+        image = (image.astype(np.uint32) * 255 + 32767) // 65535
+    elif np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise ImageError(f"{name}: image has NaN or infinite values")
+        image = np.rint(np.clip(image, 0.0, 1.0) * 255.0)
+    elif image.dtype != np.uint8:
+        raise ImageError(f"{name}: unsupported image dtype {image.dtype}")
+    image = image.astype(np.uint8, copy=False)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4) or min(image.shape[:2]) < 1:
+        raise ImageError(f"{name}: expected an image (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+    channels = image.shape[2]
+    if channels in (2, 4):  # composite the colour over white with the alpha channel
+        colour, alpha = image[..., :-1].astype(np.float32), image[..., -1:].astype(np.float32) / 255.0
+        image = np.rint(colour * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image)
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read a photo file as ``(H, W, 3)`` uint8 RGB (the first frame of an animated image)."""
+    import skimage.io  # imported here: only file input needs it
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such image file")
+    try:
+        image = skimage.io.imread(path)
+    except Exception as e:  # imageio raises many types for a file it cannot decode
+        raise ImageError(f"{path}: not an image file that can be read") from e
+    image = np.asarray(image)
+    if image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (1, 2, 3, 4)):
+        image = image[0]  # an animated GIF or multi-page TIFF: its first frame
+    return as_rgb_uint8(image, str(path))
+
+
+def _to_mono_float(audio: np.ndarray, name: str) -> np.ndarray:
+    audio = np.asarray(audio)
+    if np.issubdtype(audio.dtype, np.integer):
+        audio = audio.astype(np.float64) / float(np.iinfo(audio.dtype).max)
+    elif not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"{name}: audio samples must be numbers, got dtype {audio.dtype}")
+    if audio.ndim == 2:  # (samples, channels), as scipy.io.wavfile and soundfile give
+        audio = audio.mean(axis=1)
+    if audio.ndim != 1 or audio.size == 0:
+        raise ValueError(f"{name}: audio must be a non-empty array (samples,) or (samples, channels), "
+                         f"got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise ValueError(f"{name}: audio has NaN or infinite samples")
+    return audio.astype(np.float64)
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Polyphase resampling (``scipy.signal.resample_poly``) between integer rates."""
+    rate_in, rate_out = int(rate_in), int(rate_out)
+    if rate_in == rate_out:
+        return np.asarray(audio, np.float32)
+    g = math.gcd(rate_in, rate_out)
+    return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
+
+
+def audio_rate(path: PathLike) -> int | None:
+    """The sample rate of a file's first audio track, read from ``ffmpeg -i`` (None if not shown)."""
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True)
+    match = re.search(r"Stream #\S+.*?: Audio: .*?(\d+) Hz", res.stderr.decode("utf-8", "replace"))
+    return int(match.group(1)) if match else None
+
+
+# --------------------------------------------------------------------------------------------------
+# The animator
+
+
+class Animator:
+    """A trained generator with its input preparation: ``Animator(checkpoint)(image, audio) -> frames``.
+
+    ``device``: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
+    """
+
+    def __init__(self, checkpoint: PathLike, device: str | torch.device | None = None):
+        self.checkpoint = Path(checkpoint)
+        self.device = pick_device(device)
+        self.generator, payload = load_generator(self.checkpoint, map_location=self.device)
+        self.cfg = self.generator.cfg
+        self.variant = str(payload.get("variant", ""))
+        self.fps = FPS
+        # the alignment of the training data, at the model's crop size
+        self.align_config = AlignConfig(size=tuple(self.cfg.image_size))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the generated frames."""
+        return tuple(self.cfg.image_size)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.cfg.sample_rate)
+
+    def align(self, image: np.ndarray | PathLike, name: str | None = None) -> np.ndarray:
+        """The still the generator sees: the photo aligned to the canonical face, ``(H, W, 3)`` uint8."""
+        if isinstance(image, (str, os.PathLike)):
+            name = name or str(image)
+            image = read_image(image)
+        else:
+            name = name or "image"
+            image = as_rgb_uint8(image, name)
+        return align_image(image, self.align_config, name=name).frames[0]
+
+    def prepare_audio(self, audio: np.ndarray | PathLike, sample_rate: int | None = None,
+                      name: str | None = None) -> np.ndarray:
+        """The audio windows the generator sees, ``(T, window)`` float32, ``T = ceil(duration * fps)``.
+
+        ``audio`` is a file (any format and rate ffmpeg reads; ``sample_rate`` is then ignored) or
+        an array ``(samples,)`` / ``(samples, channels)`` with its ``sample_rate`` (integers are
+        scaled by their dtype's maximum, floats taken as [-1, 1]).
+        """
+        if isinstance(audio, (str, os.PathLike)):
+            name = name or str(audio)
+            samples = read_audio(audio, self.sample_rate)
+        else:
+            name = name or "audio"
+            if sample_rate is None:
+                raise ValueError(f"{name}: an audio array needs its sample_rate")
+            if int(sample_rate) <= 0:
+                raise ValueError(f"{name}: sample_rate must be positive, got {sample_rate}")
+            samples = resample(_to_mono_float(audio, name), int(sample_rate), self.sample_rate)
+        samples = normalise(samples, source=name)
+        spf = samples_per_frame(self.sample_rate, self.fps)
+        n_frames = -(-len(samples) // spf)  # ceil(duration * fps)
+        return frame_audio(samples, n_frames, self.sample_rate, self.fps, self.cfg.audio_window_s)
+
+    def _inputs(self, image, audio, sample_rate, seed):
+        still = self.align(image)
+        windows = self.prepare_audio(audio, sample_rate)
+        still_t = torch.from_numpy(to_unit_range(still.transpose(2, 0, 1).copy()))[None].to(self.device)
+        audio_t = torch.from_numpy(windows)[None].to(self.device)
+        noise = clip_noise(self.generator, len(windows), seed)[None].to(self.device)
+        return still_t, audio_t, noise
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray | PathLike, audio: np.ndarray | PathLike, sample_rate: int | None = None,
+                 seed: int = 0, *, chunk_frames: int = CHUNK_FRAMES, progress: bool | None = None) -> np.ndarray:
+        """Animate ``image`` with ``audio``: ``(T, H, W, 3)`` uint8 frames at :data:`FPS`.
+
+        ``progress``: a bar over frames on stderr; None shows it when the clip is longer than one chunk.
+        """
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
+        still, audio_t, noise = self._inputs(image, audio, sample_rate, seed)
+        g = self.generator
+        n_frames = audio_t.shape[1]
+        out = np.empty((n_frames, *self.image_size, 3), np.uint8)
+        identity = g.encode_identity(still)
+        state = g.init_state(1, self.device)
+        show = n_frames > chunk_frames if progress is None else progress
+        with tqdm(total=n_frames, unit="frame", desc="animate", disable=not show) as bar:
+            for a in range(0, n_frames, chunk_frames):
+                b = min(n_frames, a + chunk_frames)
+                # the generator's whole-clip pass (Generator.forward), its GRU states carried across chunks
+                z_c, h_c = g.context_encoder(audio_t[:, a:b], state.context)
+                z_n, h_n = g.noise_generator(noise[:, a:b], state.noise)
+                state = GeneratorState(h_c, h_n)
+                frames = g._decode(identity, z_c, z_n)
+                out[a:b] = to_uint8(frames).permute(0, 2, 3, 1).cpu().numpy()
+                bar.update(b - a)
+        return out
+
+    @torch.no_grad()
+    def stream(self, image: np.ndarray | PathLike, audio: np.ndarray | PathLike, sample_rate: int | None = None,
+               seed: int = 0) -> Iterator[np.ndarray]:
+        """Yield the frames one by one, ``(H, W, 3)`` uint8, stepping the generator's recurrent state.
+
+        Gives the same frames as :meth:`__call__` with the same seed (up to float rounding).
+        """
+        still, audio_t, noise = self._inputs(image, audio, sample_rate, seed)
+        g = self.generator
+        identity = g.encode_identity(still)
+        state = g.init_state(1, self.device)
+        for k in range(audio_t.shape[1]):
+            frame, state = g.step(identity, audio_t[:, k], state, noise[:, k])
+            yield to_uint8(frame[0]).permute(1, 2, 0).cpu().numpy()
+
+
+def animate_file(image_path: PathLike, audio_path: PathLike, checkpoint: PathLike | Animator, out_path: PathLike,
+                 *, device: str | torch.device | None = None, seed: int = 0, progress: bool | None = None) -> Path:
+    """Animate a photo file with an audio file; write an mp4 (H.264 + AAC) with the ORIGINAL audio.
+
+    The generator hears the audio resampled and normalised; the video carries the recording as it
+    is, at its own rate.  ``checkpoint`` may be a ready :class:`Animator`.  Returns ``out_path``.
+    """
+    animator = checkpoint if isinstance(checkpoint, Animator) else Animator(checkpoint, device)
+    frames = animator(image_path, audio_path, seed=seed, progress=progress)
+    rate = audio_rate(audio_path) or animator.sample_rate
+    original = read_audio(audio_path, rate)
+    return write_video(out_path, frames, animator.fps, original, rate)
+
