@@ -88,11 +88,11 @@ def test_grid_dag_has_one_job_per_speaker(tmp_path):
 
 def test_grid_archive_audio_source_fetches_audio_25k(tmp_path):
     res = _snakemake("-n", "--config", "run_datasets=[grid]", f"data_dir={tmp_path}/data",
-                     "datasets={'grid': {'base_url': 'https://example.org/f', 'speakers': ['s1', 's2'], 'audio_source': 'archive'}}",
+                     "datasets={'grid': {'base_url': 'https://example.org/f', 'speakers': ['s1', 's2', 's3'], 'audio_source': 'archive'}}",
                      "--quiet", "rules")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    assert re.search(r"grid_speaker\s+2\b", out), out
+    assert re.search(r"grid_speaker\s+3\b", out), out
     assert re.search(r"grid_shared_archive\s+2\b", out), out
 
 
