@@ -1,0 +1,99 @@
+"""ACD (paper section 4.2) with dlib's face descriptor, on real faces.
+
+dlib's descriptor takes ~0.2 s a frame on one core, so these tests embed few frames.
+"""
+from __future__ import annotations
+
+import matplotlib.cbook
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from speechanim.align import align_image, align_video
+from speechanim.media import read_video
+from speechanim.metrics.acd import DESCRIPTOR_SIZE, SAME_PERSON_THRESHOLD, acd, embed, face_box, model_paths
+
+
+@pytest.fixture(scope="module")
+def aligned(grid_mini):
+    """First 40 aligned 128 x 96 frames of three real GRID speakers (two men, one woman)."""
+    out = {}
+    for name in ("bbaf2n", "brbk7n", "lwbsza"):
+        frames, _ = read_video(grid_mini / f"{name}.mpg")
+        out[name] = align_video(frames[:40], name=name).frames
+    return out
+
+
+def test_model_files_ship_with_the_package():
+    paths = model_paths()
+    assert paths["recognition"].name == "dlib_face_recognition_resnet_model_v1.dat"
+    assert all(p.stat().st_size > 1_000_000 for p in paths.values())
+
+
+def test_detector_finds_the_face_in_small_aligned_crops(aligned):
+    boxes = {face_box(clip[i]) for clip in aligned.values() for i in (0, 20, 39)}
+    assert None not in boxes
+    for left, top, right, bottom in boxes:  # inside the 96 x 128 crop, a face-sized square
+        assert 0 <= left < right <= 95 and 0 <= top < bottom <= 127
+        assert 70 <= right - left <= 96 and 70 <= bottom - top <= 100
+
+
+def test_same_person_is_much_closer_than_another_person(aligned):
+    still = aligned["bbaf2n"][0]
+    same = acd(still, aligned["bbaf2n"][8::8])  # 4 later frames of the same clip
+    other_man = acd(still, aligned["brbk7n"][8::8])
+    woman = acd(still, aligned["lwbsza"][8::8])
+    assert same < 0.3 < SAME_PERSON_THRESHOLD < min(other_man, woman)
+    assert min(other_man, woman) > 2.5 * same
+
+
+def test_embed_shapes_and_box_choices(aligned):
+    frames = aligned["lwbsza"][:2]
+    detected = embed(frames)
+    assert detected.shape == (2, DESCRIPTOR_SIZE) and np.isfinite(detected).all()
+    whole = embed(frames, box="frame")
+    fixed = embed(frames, box=face_box(frames[0]))
+    # the whole crop as the face rectangle gives nearly the same descriptor as the detected box
+    assert np.linalg.norm(whole - detected, axis=1).max() < 0.2
+    np.testing.assert_allclose(fixed[0], detected[0])
+    # one image is a clip of one frame; the distance to itself is 0
+    assert embed(frames[0], box="frame").shape == (1, DESCRIPTOR_SIZE)
+    assert acd(frames[0], frames[:1]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frame_step_uses_every_kth_frame(aligned):
+    still, frames = aligned["brbk7n"][0], aligned["brbk7n"][10:14]
+    box = face_box(still)
+    per_frame = np.linalg.norm(embed(frames, box=box) - embed(still, box=box)[0], axis=1)
+    assert acd(still, frames, frame_step=3) == pytest.approx(per_frame[::3].mean())  # frames 0 and 3
+    assert acd(still, frames, box=box) == pytest.approx(per_frame.mean())
+
+
+def test_photos_mirror_and_another_person():
+    astronaut = skimage.data.astronaut()
+    mirror = np.ascontiguousarray(astronaut[:, ::-1])
+    hopper = np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))
+    # unaligned photos: the detector finds each face
+    e = embed(np.stack([astronaut, mirror]), box="detect")
+    (e_hopper,) = embed(hopper, box="detect")
+    assert np.linalg.norm(e[0] - e[1]) < 0.35 < SAME_PERSON_THRESHOLD < np.linalg.norm(e[0] - e_hopper)
+    # aligned to the canonical 128 x 96 face, as the generator's stills are
+    crops = [align_image(img, name=n).frames[0] for img, n in ((astronaut, "astronaut"), (mirror, "mirror"), (hopper, "hopper"))]
+    assert acd(crops[0], crops[1][None]) < 0.35 < SAME_PERSON_THRESHOLD < acd(crops[0], crops[2][None])
+
+
+def test_errors_name_the_problem(aligned):
+    frames = aligned["bbaf2n"][:2]
+    flat = np.full((2, 128, 96, 3), 128, np.uint8)
+    with pytest.raises(ValueError, match="no face found .* 2 of 2 frames: 0, 1"):
+        embed(flat, box="detect")
+    assert face_box(flat[0]) is None
+    with pytest.raises(ValueError, match="differ in size"):
+        acd(frames[0], np.zeros((1, 64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="box must be"):
+        embed(frames, box="whole")
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        embed(frames.astype(np.float32))
+    with pytest.raises(ValueError, match="frame_step"):
+        acd(frames[0], frames, frame_step=0)

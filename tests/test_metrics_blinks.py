@@ -1,0 +1,138 @@
+"""Blink rate and duration from the eye aspect ratio: synthetic EAR, a drawn face, real GRID clips."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from speechanim.align import N_LANDMARKS
+from speechanim.media import read_video
+from speechanim.metrics.blinks import (
+    EYE_INDICES,
+    blinks_from_frames,
+    blinks_from_landmarks,
+    eye_aspect_ratio,
+    find_blinks,
+)
+
+FPS = 25.0
+
+
+def _ear_sequence(n: int = 100, blinks=((20, 24), (60, 63), (80, 81)), seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ear = 0.3 + rng.normal(0, 0.01, n)
+    for start, stop in blinks:
+        ear[start:stop] = 0.08 + rng.normal(0, 0.01, stop - start)
+    return ear
+
+
+def _eye_landmarks(ears: np.ndarray) -> np.ndarray:
+    """(T, 478, 2) landmarks whose two eyes have the given EAR: corners 20 px apart, lids +-5 EAR px."""
+    t = len(ears)
+    lm = np.zeros((t, N_LANDMARKS, 2))
+    for eye, x0 in zip(EYE_INDICES, (20.0, 60.0)):
+        p1, p2, p3, p4, p5, p6 = eye
+        for i, e in enumerate(ears):
+            half = e * 20.0 / 2  # |p2 - p6| = |p3 - p5| = 20 e  ->  EAR = 40 e / 40
+            lm[i, p1] = (x0, 50)
+            lm[i, p4] = (x0 + 20, 50)
+            lm[i, p2] = (x0 + 7, 50 - half)
+            lm[i, p6] = (x0 + 7, 50 + half)
+            lm[i, p3] = (x0 + 13, 50 - half)
+            lm[i, p5] = (x0 + 13, 50 + half)
+    return lm
+
+
+def test_eye_aspect_ratio_of_known_points():
+    ears = np.array([0.3, 0.25, 0.05])
+    lm = _eye_landmarks(ears)
+    np.testing.assert_allclose(eye_aspect_ratio(lm), ears)
+    np.testing.assert_allclose(eye_aspect_ratio(lm, per_eye=True), np.stack([ears, ears], 1))
+    lm[1, :] = np.nan
+    assert np.isnan(eye_aspect_ratio(lm)[1])
+    with pytest.raises(ValueError, match="478"):
+        eye_aspect_ratio(np.zeros((3, 68, 2)))
+
+
+def test_synthetic_ear_sequence_with_known_blinks():
+    ear = _ear_sequence()
+    assert find_blinks(ear) == [(20, 24), (60, 63), (80, 81)]
+    stats = blinks_from_landmarks(_eye_landmarks(ear), FPS)
+    assert stats.count == 3
+    assert stats.blinks == ((20, 24), (60, 63), (80, 81))
+    assert stats.duration == pytest.approx(4.0)
+    assert stats.rate == pytest.approx(3 / 4.0)
+    assert stats.mean_duration == pytest.approx((4 + 3 + 1) / 3 / FPS)
+    assert stats.open_ear == pytest.approx(np.median(ear))
+    assert stats.threshold == pytest.approx(0.7 * np.median(ear))
+
+
+def test_threshold_is_relative_to_the_open_eye():
+    ear = _ear_sequence()
+    assert find_blinks(ear * 0.6) == find_blinks(ear)  # narrower eyes, same blinks
+    # a reference from elsewhere (e.g. the still image): an absurdly high one closes every frame
+    assert find_blinks(ear, open_ear=1.0) == [(0, 100)]
+    # a half-closure to 0.75 of open is not a blink at ratio 0.7, is at ratio 0.8
+    half = np.full(50, 0.3)
+    half[10:15] = 0.225
+    assert find_blinks(half) == []
+    assert find_blinks(half, ratio=0.8) == [(10, 15)]
+
+
+def test_min_frames_runs_at_the_ends_and_missing_frames():
+    ear = _ear_sequence(blinks=((0, 2), (40, 41), (97, 100)))
+    assert find_blinks(ear) == [(0, 2), (40, 41), (97, 100)]  # runs cut by the clip's ends count
+    assert find_blinks(ear, min_frames=2) == [(0, 2), (97, 100)]
+    ear[98] = np.nan  # no face in frame 98: not closed, so it splits the run
+    assert find_blinks(ear) == [(0, 2), (40, 41), (97, 98), (99, 100)]
+    stats = blinks_from_landmarks(_eye_landmarks(np.full(10, 0.3)), FPS)
+    assert stats.count == 0 and stats.rate == 0.0 and np.isnan(stats.mean_duration)
+    with pytest.raises(ValueError, match="no face"):
+        find_blinks(np.full(5, np.nan))
+    with pytest.raises(ValueError, match="fps"):
+        blinks_from_landmarks(_eye_landmarks(np.full(3, 0.3)), 0)
+
+
+def _cartoon_face(eyes_open: bool, h: int = 128, w: int = 96) -> np.ndarray:
+    """A drawn face (oval, eyes with pupils, brows, nose, mouth), RGB; closed eyes are lines."""
+    img = np.full((h, w, 3), (90, 160, 200), np.uint8)
+    cx, cy = w // 2, int(h * 0.55)
+    cv2.ellipse(img, (cx, cy), (int(w * 0.36), int(h * 0.36)), 0, 0, 360, (235, 190, 160), -1)
+    ax, ay = int(w * 0.085), int(h * 0.035)
+    for side in (-1, 1):
+        ex, ey = cx + side * int(w * 0.15), cy - int(h * 0.08)
+        if eyes_open:
+            cv2.ellipse(img, (ex, ey), (ax, ay), 0, 0, 360, (255, 255, 255), -1)
+            cv2.circle(img, (ex, ey), int(ay * 0.8), (60, 40, 30), -1)
+            cv2.ellipse(img, (ex, ey), (ax, ay), 0, 0, 360, (40, 30, 30), 2)
+        else:
+            cv2.line(img, (ex - ax, ey), (ex + ax, ey), (40, 30, 30), 2)
+        cv2.line(img, (ex - ax, ey - int(h * 0.06)), (ex + ax, ey - int(h * 0.07)), (60, 40, 30), 4)
+    cv2.line(img, (cx, cy - int(h * 0.05)), (cx - int(w * 0.03), cy + int(h * 0.07)), (170, 120, 100), 2)
+    cv2.line(img, (cx - int(w * 0.03), cy + int(h * 0.07)), (cx + int(w * 0.03), cy + int(h * 0.07)), (170, 120, 100), 2)
+    cv2.ellipse(img, (cx, cy + int(h * 0.17)), (int(w * 0.12), int(h * 0.025)), 0, 0, 360, (170, 60, 60), -1)
+    return img
+
+
+def test_drawn_face_blinking_twice():
+    opened, closed = _cartoon_face(True), _cartoon_face(False)
+    frames = np.stack([closed if (10 <= i < 14 or 30 <= i < 34) else opened for i in range(50)])
+    stats = blinks_from_frames(frames, FPS)
+    assert stats.count == 2
+    assert stats.rate == pytest.approx(2 / 2.0)
+    assert stats.mean_duration == pytest.approx(0.16, abs=0.04)  # 4 frames at 25 fps, +-1 frame
+    (a0, b0), (a1, b1) = stats.blinks
+    assert abs(a0 - 10) <= 1 and abs(b0 - 14) <= 1 and abs(a1 - 30) <= 1 and abs(b1 - 34) <= 1
+
+
+def test_real_grid_clips(grid_mini):
+    # bbaf2n: the speaker blinks twice (eyes shut in frames 43-44 and 51-54, checked by eye);
+    # sbia1a: no blink
+    frames, fps = read_video(grid_mini / "bbaf2n.mpg")
+    stats = blinks_from_frames(frames, fps)
+    assert stats.count == 2
+    (a0, b0), (a1, b1) = stats.blinks
+    assert a0 <= 43 and b0 >= 45 and a1 <= 51 and b1 >= 55
+    assert 0.1 <= stats.mean_duration <= 0.3
+    frames, fps = read_video(grid_mini / "sbia1a.mpg")
+    assert blinks_from_frames(frames, fps).count == 0

@@ -1,0 +1,170 @@
+"""CPBD (paper section 4.2): agreement with the PyPI ``cpbd`` package, and known inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import skimage.data
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from speechanim.media import read_video
+from speechanim.metrics.cpbd import cpbd, cpbd_frames, cpbd_video, edge_widths, to_gray
+
+
+def _reference_cpbd():
+    """The PyPI package ``cpbd`` 1.0.7 (in the ``test`` extra).  It imports ``scipy.ndimage.imread``,
+    gone since SciPy 1.2, for its command line only; a stand-in attribute lets it import."""
+    if not hasattr(scipy.ndimage, "imread"):
+        scipy.ndimage.imread = None
+    try:
+        import cpbd as package
+    except ImportError as err:
+        pytest.fail(f"the reference package is missing: pip install cpbd==1.0.7 (the test extra) ({err})")
+    return package.compute
+
+
+def _crop64(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape
+    return image[: h // 64 * 64, : w // 64 * 64]
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    return np.clip(np.round(gaussian_filter(image.astype(np.float64), sigma)), 0, 255).astype(np.uint8)
+
+
+def _test_images() -> dict[str, np.ndarray]:
+    images = {}
+    for name, crop in (("camera", (slice(64, 256), slice(128, 320))), ("astronaut", (slice(0, 192), slice(128, 320))),
+                       ("coins", (slice(0, 128), slice(0, 192))), ("text", (slice(0, 128), slice(0, 192)))):
+        image = getattr(skimage.data, name)()
+        gray = to_gray(image) if image.ndim == 3 else image
+        gray = _crop64(gray[crop])
+        images[name] = gray
+        for sigma in (0.8, 2.0):
+            images[f"{name}-blur{sigma}"] = _blur(gray, sigma)
+    # low contrast (every block's max - min <= 50: the just-noticeable width is 5, not 3), and
+    # block contrasts just above that split (51-56)
+    camera = images["camera"].astype(np.float64)
+    low = np.round(camera * 0.18 + 90).astype(np.uint8)
+    images["camera-lowcontrast"] = low
+    images["camera-lowcontrast-blur0.8"] = _blur(low, 0.8)
+    images["camera-contrast-above-50"] = np.round(camera * 0.22 + 90).astype(np.uint8)
+    # sparse edges: short bars, so that the top blocks hold 8, 10 and 12 Canny edge pixels, around
+    # the edge-block threshold (more than 0.2 % of 4096 pixels, i.e. 9 or more)
+    sparse = np.full((128, 192), 100.0)
+    for top, left, height in ((20, 20, 3), (20, 90, 4), (20, 150, 5), (90, 30, 6), (90, 100, 9), (90, 160, 14)):
+        sparse[top:top + height, left:left + 3] = 200
+    images["sparse"] = _blur(sparse, 0.6)
+    return images
+
+
+def test_matches_the_cpbd_package_on_whole_blocks():
+    compute = _reference_cpbd()
+    images = _test_images()
+    scores = {}
+    for name, image in images.items():
+        assert image.shape[0] % 64 == 0 and image.shape[1] % 64 == 0
+        ours, theirs = cpbd(image), compute(image)
+        assert ours == pytest.approx(theirs, abs=1e-6), name
+        scores[name] = ours
+    assert 0.3 < scores["camera"] < 1.0  # a real, non-degenerate comparison
+    # the package takes float images on the 0-255 scale too
+    image = images["astronaut"].astype(np.float64) * 0.9 + 10.0
+    assert cpbd(image) == pytest.approx(compute(image), abs=1e-6)
+
+
+def test_matches_the_package_on_a_real_aligned_grid_frame_with_a_partial_block(grid_mini):
+    from speechanim.align import align_video
+
+    compute = _reference_cpbd()
+    frames, _ = read_video(grid_mini / "swwp2s.mpg")
+    crops = align_video(frames[:3], name="swwp2s").frames  # 128 x 96: two whole blocks, 32 columns in none
+    for gray in to_gray(crops):
+        assert cpbd(gray) == pytest.approx(compute(gray), abs=1e-6)
+
+
+def test_blur_lowers_cpbd():
+    camera = _crop64(skimage.data.camera()[:256, :256])
+    scores = [cpbd(_blur(camera, s)) if s else cpbd(camera) for s in (0, 0.7, 1.5, 3.0)]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] > 0.5 and scores[-1] < 0.05
+
+
+def test_columns_outside_whole_blocks_are_not_scored():
+    # 128 x 96: the 64 columns of the whole blocks are flat, columns 72-95 (in no whole block) full
+    # of sharp edges; 8 flat columns between keep the edge filters' reach out of the blocks
+    rng = np.random.default_rng(0)
+    image = np.full((128, 96), 120, np.uint8)
+    image[:, 72:] = np.where(rng.random((128, 24)) > 0.5, 230, 20)
+    assert cpbd(image) == 0.0
+    assert _reference_cpbd()(image) == 0.0
+    # the same texture inside the first block column is scored
+    moved = np.full((128, 96), 120, np.uint8)
+    moved[:, :24] = image[:, 72:]
+    assert cpbd(moved) > 0.0
+
+
+def _rows(profile: np.ndarray) -> np.ndarray:
+    """Rows 0-4 hold ``profile``; rows 5-6 hold it reversed, so that some gradient points away from
+    0 degrees (the package measures no width at all when every gradient angle is 0, and neither
+    does :func:`edge_widths`; see ``test_no_widths_when_every_gradient_angle_is_zero``)."""
+    profile = np.asarray(profile, np.float64)
+    return np.vstack([np.tile(profile, (5, 1)), np.tile(profile[::-1], (2, 1))])
+
+
+def test_marziliano_width_spans_the_monotone_ramp():
+    image = _rows([10, 10, 20, 40, 80, 160, 200, 210, 210, 210, 210, 210])
+    edges = np.zeros(image.shape, bool)
+    edges[2, 4] = True  # on the ramp, intensity rising to the right (angle 0)
+    widths = edge_widths(edges, image)
+    assert widths[2, 4] == 6  # from the last 10 (column 1) to the first 210 (column 7)
+    assert np.count_nonzero(widths) == 1
+    falling = image[:, ::-1].copy()  # angle 180: the same ramp read right to left
+    assert edge_widths(edges[:, ::-1].copy(), falling)[2, 7] == 6
+    # an edge pixel on the image border gets no width
+    border = np.zeros(image.shape, bool)
+    border[0, 4] = True
+    assert not edge_widths(border, image).any()
+
+
+def test_no_widths_when_every_gradient_angle_is_zero():
+    image = np.tile(np.array([10, 10, 20, 40, 80, 160, 200, 210, 210], np.float64), (5, 1))
+    edges = np.zeros(image.shape, bool)
+    edges[2, 4] = True
+    assert not edge_widths(edges, image).any()  # the package's np.any(edge_angles) guard
+
+
+def test_marziliano_width_is_capped_at_101_per_side():
+    image = _rows(np.concatenate([np.linspace(0, 100, 150), np.linspace(100.5, 250, 150)]))
+    edges = np.zeros(image.shape, bool)
+    edges[1, 150] = True
+    assert edge_widths(edges, image)[1, 150] == 202
+
+
+def test_known_degenerate_values_and_errors():
+    assert cpbd(np.full((64, 64), 77, np.uint8)) == 0.0  # no edges at all
+    with pytest.raises(ValueError, match="at least 64x64"):
+        cpbd(np.zeros((63, 128), np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        cpbd(np.full((64, 64), 300.0))
+    with pytest.raises(ValueError, match="2-D"):
+        cpbd(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_gray_conversion_is_pillows_luma():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(to_gray(rgb), np.asarray(Image.fromarray(rgb).convert("L")))
+    np.testing.assert_array_equal(to_gray(rgb[None])[0], to_gray(rgb))
+
+
+def test_video_is_the_mean_over_frames():
+    rgb = skimage.data.astronaut()[:128, 200:296]  # a 128 x 96 RGB crop
+    blurred = np.clip(np.round(gaussian_filter(rgb.astype(np.float64), (1.0, 1.0, 0.0))), 0, 255).astype(np.uint8)
+    video = np.stack([rgb, blurred])
+    per_frame = cpbd_frames(video)
+    assert per_frame.shape == (2,)
+    assert per_frame[0] == cpbd(to_gray(rgb))
+    assert cpbd_video(video) == pytest.approx(per_frame.mean())
+    assert cpbd_frames(to_gray(video)).tolist() == per_frame.tolist()
