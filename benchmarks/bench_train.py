@@ -1,0 +1,177 @@
+"""Training speed of each variant, and (with --run) whole training runs on a synthetic corpus.
+
+    .venv/bin/python benchmarks/bench_train.py [--model JSON] [--training JSON] [--steps 8] [--threads N]
+    .venv/bin/python benchmarks/bench_train.py --run [--clips 300] [--variants full static] ...
+
+Default sizes are the proposed embedded default (EMBEDDED_MODEL, EMBEDDED_TRAINING below); --model
+and --training override them like the CLI's options (``--model '{}' --training '{}'`` with
+``--paper`` starts from the paper's sizes instead).
+
+Speed: one ``speechanim.train.train_step`` (generator forward, discriminator step, generator step)
+on random batches of ``batch_size`` clips x ``n_frames`` frames, best of ``--repeats`` timings of
+``--steps`` steps after one warm-up step; prints steps/s and training frames/s per variant.
+
+--run: writes a corpus of drawn talking faces (tests/train_fixtures.py: a face per clip, blinking
+eyes, a mouth whose opening follows the loudness of a voiced syllable train) with ``--clips``
+clips of 75 frames, mirrored (2x), and ``--val-clips`` validation clips of other faces; trains each
+variant with ``speechanim.train.train``; then reports wall time, epochs, the best validation PSNR
+and how well the generated mouth follows the audio on the validation clips: the Pearson
+correlation, per clip, between the mouth darkness of the generated frames and the true opening,
+averaged (1 = perfect, 0 = no relation; the real frames give ~1.0), and the clip PSNR of the
+generated video next to that of the still image repeated (a generator that ignores the audio).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic-corpus writer
+
+from speechanim.checkpoint import load_generator  # noqa: E402
+from speechanim.losses import Batch, GANLoss  # noqa: E402
+from speechanim.models import device  # noqa: E402
+from speechanim.packing import WholeClips  # noqa: E402
+from speechanim.train import (  # noqa: E402
+    VARIANTS,
+    TrainConfig,
+    build_networks,
+    build_optimisers,
+    config_from_json,
+    train,
+    train_step,
+    variant_model_config,
+)
+from speechanim.models import ModelConfig  # noqa: E402
+
+#: The proposed embedded default (CPU, 2 cores; see the training report): 64 x 48 frames, 1/8 of the
+#: paper's convolution widths, smaller codes and discriminator sizes, 16 kHz audio; 8 epochs of 40
+#: steps of 8 clips x 16 frames, the generator at 5x the paper's learning rate (2e-4 learns too
+#: little in 200-300 steps: the face stays a blur). Every other setting is the paper's.
+EMBEDDED_MODEL = {"image_size": [64, 48], "sample_rate": 16000, "width": 0.125, "audio_feat_dim": 64,
+                  "context_dim": 64, "seq_disc_image_dim": 32, "seq_disc_audio_dim": 32, "seq_disc_hidden": 64,
+                  "seq_disc_classifier_hidden": 32}
+EMBEDDED_TRAINING = {"batch_size": 8, "n_frames": 16, "max_epochs": 8, "steps_per_epoch": 40, "lr_generator": 1e-3,
+                     "num_workers": 0, "val_clips": 24}
+
+
+def speed(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, repeats: int) -> dict:
+    dev = device()
+    model_cfg = variant_model_config(variant, model_cfg)
+    torch.manual_seed(0)
+    nets = {n: m.to(dev).train() for n, m in build_networks(variant, model_cfg).items()}
+    opts, _ = build_optimisers(nets, train_cfg)
+    criterion = GANLoss(variant, nets.get("frame_discriminator"), nets.get("sequence_discriminator"),
+                        train_cfg.lambda_l1)
+    b, t, (h, w) = train_cfg.batch_size, train_cfg.n_frames, model_cfg.image_size
+    batch = Batch(torch.rand(b, 3, h, w, device=dev) * 2 - 1, torch.rand(b, t, 3, h, w, device=dev) * 2 - 1,
+                  torch.randn(b, t, model_cfg.window, device=dev) * 0.3)
+
+    def run(n: int) -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            train_step(nets, opts, criterion, batch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.perf_counter() - t0
+
+    run(1)
+    best = min(run(steps) for _ in range(repeats))
+    return {"steps_per_s": steps / best, "frames_per_s": steps * b * t / best,
+            "params": {n: sum(p.numel() for p in m.parameters()) for n, m in nets.items()}}
+
+
+def mouth_following(gen, val_path: Path, truth: dict, seed: int = 0) -> tuple[float, float, float]:
+    """(mean per-clip correlation of generated mouth darkness with the true opening, PSNR of the
+    generated clips, PSNR of the still repeated) on the validation clips; PSNR here is per clip with
+    the squared error pooled over its frames (dB on a [0, 1] scale)."""
+    from train_fixtures import mouth_box, mouth_darkness
+
+    ds = WholeClips(val_path, window_s=gen.cfg.audio_window_s)
+    corrs, psnr, psnr_still = [], [], []
+    rng = torch.Generator(next(gen.parameters()).device).manual_seed(seed)
+    dev = next(gen.parameters()).device
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            fake = gen(item["still"][None].to(dev), item["audio"][None].to(dev), generator=rng)[0].cpu()
+            face, openings = truth[item["key"]]
+            dark = mouth_darkness(fake.numpy(), mouth_box(face, gen.cfg.image_size))
+            corrs.append(np.corrcoef(dark, openings)[0, 1] if dark.std() > 1e-8 else 0.0)
+            for out, pred in ((psnr, fake), (psnr_still, item["still"][None].expand_as(item["frames"]))):
+                mse = ((pred - item["frames"]) / 2).square().mean()  # pooled over the clip: a still frame
+                out.append(float(10 * torch.log10(1 / mse)))  # identical to the first has no infinite PSNR
+    return float(np.mean(corrs)), float(np.mean(psnr)), float(np.mean(psnr_still))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="{}", help="JSON ModelConfig overrides (on top of the embedded sizes)")
+    ap.add_argument("--training", default="{}", help="JSON TrainConfig overrides (on top of the embedded settings)")
+    ap.add_argument("--paper", action="store_true", help="start from the paper's sizes, not the embedded ones")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--run", action="store_true", help="whole training runs on a synthetic corpus")
+    ap.add_argument("--clips", type=int, default=300, help="--run: training clips before mirroring")
+    ap.add_argument("--val-clips", type=int, default=24)
+    ap.add_argument("--workdir", type=Path, default=None, help="--run: keep the corpus and models here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base_model, base_training = ({}, {}) if args.paper else (EMBEDDED_MODEL, EMBEDDED_TRAINING)
+    model_cfg = config_from_json(ModelConfig, json.dumps({**base_model, **json.loads(args.model)}), "--model")
+    train_cfg = config_from_json(TrainConfig, json.dumps({**base_training, **json.loads(args.training)}), "--training")
+    dev = device()
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"model {json.dumps({**base_model, **json.loads(args.model)})}; batch {train_cfg.batch_size} clips x "
+          f"{train_cfg.n_frames} frames; {where}")
+
+    if not args.run:
+        for v in args.variants:
+            r = speed(v, model_cfg, train_cfg, args.steps, args.repeats)
+            print(f"  {v:10s} {r['steps_per_s']:6.2f} steps/s  {r['frames_per_s']:7.0f} frames/s  "
+                  f"({', '.join(f'{n} {p:,}' for n, p in r['params'].items())} parameters)")
+        return
+
+    from train_fixtures import write_talking_faces
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_train_"))
+    work.mkdir(parents=True, exist_ok=True)
+    size, rate = model_cfg.image_size, model_cfg.sample_rate
+    t0 = time.time()
+    train_path = work / f"train-{size[0]}x{size[1]}-{rate}-{args.clips}.h5"  # reused if there
+    if not train_path.exists():
+        write_talking_faces(train_path, args.clips, n_frames=75, image_size=size, sample_rate=rate, seed=0, mirror=True)
+    val_path = work / "val.h5"
+    truth = write_talking_faces(val_path, args.val_clips, n_frames=75, image_size=size, sample_rate=rate, seed=1,
+                                speaker_prefix="v")
+    with h5py.File(train_path) as h5:
+        n_train = sum(len(h5[s]) for s in h5)
+    print(f"corpus: {n_train} training clips (with mirrors), {args.val_clips} validation clips, 75 frames, "
+          f"{time.time() - t0:.1f} s to write; training {json.dumps({**base_training, **json.loads(args.training)})}")
+    for v in args.variants:
+        t0 = time.time()
+        out = Path(tempfile.mkdtemp(prefix=f"{v}-", dir=work))  # a fresh run, never a resumed one
+        result = train(dataset="bench", variant=v, train_path=train_path, val_path=val_path, out_dir=out,
+                       model_cfg=model_cfg, train_cfg=train_cfg, progress=False)
+        wall = time.time() - t0
+        gen, _ = load_generator(result["generator"], dev)
+        corr, psnr, psnr_still = mouth_following(gen, val_path, truth)
+        print(f"  {v:10s} {wall:6.1f} s, {result['epochs']} epochs (best {result['best_epoch']}): "
+              f"val PSNR {psnr:.2f} dB "
+              f"(still image {psnr_still:.2f} dB), mouth-audio correlation {corr:.2f}; {out}")
+
+
+if __name__ == "__main__":
+    main()

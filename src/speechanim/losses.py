@@ -1,0 +1,167 @@
+"""The training objective of the temporal GAN (paper, section 3.3).
+
+Equation 1, the adversarial loss, sums one term per discriminator::
+
+    L_adv = E_x[log D_img(S(x), x_1)] + E_z[log(1 - D_img(S(G(z)), x_1))]
+          + E_x[log D_seq(x, a)]      + E_z[log(1 - D_seq(G(z), a))]
+
+``S`` samples one frame uniformly from a video and ``x_1`` is the still image (the clip's first
+frame); D_seq judges the whole video together with its audio ``a``. Equation 2, the reconstruction
+loss, is an L1 distance on the lower half of the frame only ("since it discourages the generation
+of facial expressions"), and equation 3 trains ``argmin_G max_D L_adv + lambda * L_L1`` with
+``lambda = 400``.
+
+Implementation notes:
+
+* The discriminators return logits (speechanim.models), so every ``log D`` term is a binary cross
+  entropy with logits: the discriminators minimise ``BCE(D(real), 1) + BCE(D(fake), 0)``, which is
+  ``-L_adv`` averaged over the batch.
+* The generator uses the non-saturating form ``BCE(D(G(z)), 1)`` = ``-log D(G(z))`` instead of
+  minimising ``log(1 - D(G(z)))``: the same fixed point with useful gradients early in training
+  (Goodfellow et al. 2014, section 3). The paper does not say which form it uses.
+* Equation 2 writes a sum over the lower-half pixels; we take the mean (over pixels, channels,
+  frames and clips), so ``lambda`` does not depend on the image size or batch. ``lambda = 400``
+  against a mean L1 on [-1, 1] images is the usual pix2pix-style weighting.
+
+Which terms a model is trained with depends on its variant (paper, Table 2 and section 4.4):
+:data:`VARIANT_TERMS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: "The lambda hyperparameter ... was set to 400 following a tuning procedure on the validation set" (3.3).
+LAMBDA_L1 = 400.0
+
+#: The adversarial terms of each variant: ``img`` = frame discriminator, ``seq`` = sequence discriminator.
+#: ``l1``, ``l1_advimg`` and ``full`` are the ablation of Table 2 (L1; L1 + Adv_img; L1 + Adv_img +
+#: Adv_seq); ``static`` is the baseline of section 4.4: "a combination of an L1 loss and an adversarial
+#: loss on individual frames".
+VARIANT_TERMS: dict[str, tuple[str, ...]] = {
+    "l1": (),
+    "l1_advimg": ("img",),
+    "full": ("img", "seq"),
+    "static": ("img",),
+}
+
+
+def lower_half_l1(fake: Tensor, real: Tensor) -> Tensor:
+    """Equation 2: mean absolute difference over the lower half of the frames.
+
+    ``fake`` and ``real`` ``(..., 3, H, W)``; rows ``H // 2`` to ``H - 1`` count, the upper half
+    is ignored. Returns a scalar.
+    """
+    if fake.shape != real.shape:
+        raise ValueError(f"generated frames {tuple(fake.shape)} and real frames {tuple(real.shape)} differ in shape")
+    h = fake.shape[-2]
+    return (fake[..., h // 2:, :] - real[..., h // 2:, :]).abs().mean()
+
+
+def sample_frame_indices(batch: int, steps: int, device: torch.device | None = None,
+                         generator: torch.Generator | None = None) -> Tensor:
+    """The sampling function S: one frame index per clip, uniform over ``0 .. steps - 1``."""
+    return torch.randint(0, steps, (batch,), device=device, generator=generator)
+
+
+def sample_frames(video: Tensor, index: Tensor) -> Tensor:
+    """``video (B, T, 3, H, W)`` and ``index (B,)`` -> frame ``index[b]`` of each clip, ``(B, 3, H, W)``."""
+    return video[torch.arange(video.shape[0], device=video.device), index]
+
+
+def discriminator_bce(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """A discriminator's loss, ``-(log D(real) + log(1 - D(fake)))`` batch-averaged."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def generator_bce(fake_logits: Tensor) -> Tensor:
+    """The generator's non-saturating adversarial loss, ``-log D(G(z))`` batch-averaged."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+@dataclass
+class Batch:
+    """One training batch: ``still (B, 3, H, W)``, ``real (B, T, 3, H, W)`` in [-1, 1], ``audio (B, T, window)``."""
+
+    still: Tensor
+    real: Tensor
+    audio: Tensor
+
+
+class GANLoss:
+    """Equations 1-3 for one variant.
+
+    ``frame_disc`` and ``seq_disc`` are the discriminators the variant uses (None otherwise).
+    :meth:`discriminator` gives the discriminators' loss on a batch and a detached fake video;
+    :meth:`generator` the generator's total ``L_adv + lambda * L_L1`` on the fake video (not detached).
+    Both return ``(total, parts)`` where ``parts`` maps a name to a detached scalar for logging:
+    ``d_img``, ``d_seq`` (losses) and ``d_img_real``, ``d_img_fake``, ``d_seq_real``, ``d_seq_fake``
+    (mean probability the discriminator gives real and fake inputs); ``g_l1``, ``g_adv_img``,
+    ``g_adv_seq``, ``g_total``.
+    """
+
+    def __init__(self, variant: str, frame_disc: nn.Module | None = None, seq_disc: nn.Module | None = None,
+                 lambda_l1: float = LAMBDA_L1):
+        if variant not in VARIANT_TERMS:
+            raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANT_TERMS)}")
+        self.terms = VARIANT_TERMS[variant]
+        for term, net in (("img", frame_disc), ("seq", seq_disc)):
+            if (term in self.terms) != (net is not None):
+                need = "needs" if term in self.terms else "does not use"
+                which = "frame" if term == "img" else "sequence"
+                raise ValueError(f"variant {variant!r} {need} the {which} discriminator")
+        self.frame_disc, self.seq_disc = frame_disc, seq_disc
+        self.lambda_l1 = lambda_l1
+
+    @property
+    def adversarial(self) -> bool:
+        return bool(self.terms)
+
+    def discriminator(self, batch: Batch, fake: Tensor,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+        """The discriminators' loss, ``-L_adv`` (eq. 1); ``fake`` should be detached from the generator."""
+        total, parts = batch.real.new_zeros(()), {}
+        if "img" in self.terms:
+            b, t = batch.real.shape[:2]
+            # S(x) and S(G(z)): independent uniform draws for the real and the generated video.
+            real = sample_frames(batch.real, sample_frame_indices(b, t, batch.real.device, generator))
+            fake_frame = sample_frames(fake, sample_frame_indices(b, t, fake.device, generator))
+            r, f = self.frame_disc(real, batch.still), self.frame_disc(fake_frame, batch.still)
+            parts["d_img"] = loss = discriminator_bce(r, f)
+            parts["d_img_real"], parts["d_img_fake"] = torch.sigmoid(r).mean(), torch.sigmoid(f).mean()
+            total = total + loss
+        if "seq" in self.terms:
+            r, f = self.seq_disc(batch.real, batch.audio), self.seq_disc(fake, batch.audio)
+            parts["d_seq"] = loss = discriminator_bce(r, f)
+            parts["d_seq_real"], parts["d_seq_fake"] = torch.sigmoid(r).mean(), torch.sigmoid(f).mean()
+            total = total + loss
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    def generator(self, batch: Batch, fake: Tensor, generator: torch.Generator | None = None,
+                  frame_disc: nn.Module | None = None, seq_disc: nn.Module | None = None) -> tuple[Tensor, dict]:
+        """The generator's objective ``L_adv + lambda * L_L1`` (eq. 3).
+
+        ``frame_disc`` / ``seq_disc`` override the discriminators for this call (the trainer passes
+        the unwrapped modules under DistributedDataParallel, since their gradients are not wanted).
+        """
+        parts = {"g_l1": lower_half_l1(fake, batch.real)}
+        total = self.lambda_l1 * parts["g_l1"]
+        if "img" in self.terms:
+            d = frame_disc or self.frame_disc
+            frame = sample_frames(fake, sample_frame_indices(fake.shape[0], fake.shape[1], fake.device, generator))
+            parts["g_adv_img"] = generator_bce(d(frame, batch.still))
+            total = total + parts["g_adv_img"]
+        if "seq" in self.terms:
+            d = seq_disc or self.seq_disc
+            parts["g_adv_seq"] = generator_bce(d(fake, batch.audio))
+            total = total + parts["g_adv_seq"]
+        parts["g_total"] = total
+        return total, {k: v.detach() for k, v in parts.items()}
+
+
+__all__ = ["LAMBDA_L1", "VARIANT_TERMS", "lower_half_l1", "sample_frame_indices", "sample_frames",
+           "discriminator_bce", "generator_bce", "Batch", "GANLoss"]

@@ -1,0 +1,706 @@
+"""Train the temporal GAN (paper, section 3.3) or one of its ablations.
+
+    python -m speechanim.train --dataset grid --variant full \\
+        --train data/packed/grid/train.h5 --val data/packed/grid/val.h5 \\
+        --out results/grid/models/full --model '{"width": 0.5}' --training '{"batch_size": 8}'
+
+    torchrun --nproc_per_node 2 -m speechanim.train ...      # the same, data-parallel
+
+Variants (``--variant``; paper Table 2 and section 4.4):
+
+``l1``         the generator alone, lower-half L1 loss only (no discriminator)
+``l1_advimg``  L1 + the frame discriminator's adversarial loss
+``full``       L1 + frame + sequence discriminators: the proposed model
+``static``     the static baseline: ``ModelConfig.static`` (each frame from its own audio window and
+               the still, no GRU state), L1 + frame adversarial loss
+
+One step: the generator makes a video from each clip's still and audio window; the discriminators
+take one Adam step on ``BCE(D(real), 1) + BCE(D(fake), 0)``; then the generator takes one on
+``L_adv + lambda * L_L1`` against the updated discriminators (speechanim.losses). After every epoch
+the generator is evaluated on the whole validation clips (PSNR and L1; the early-stopping metric is
+``TrainConfig.val_metric``) and the state is checkpointed.
+
+Files under ``--out``:
+
+``work/last.pt``   everything needed to resume (speechanim.checkpoint keys), rewritten atomically each epoch
+``work/best.pt``   the same, at the best validation epoch so far
+``generator.pt``   a copy of ``work/best.pt`` when training ends (``load_generator`` reads it)
+``history.csv``    one row per epoch: losses, discriminator outputs, validation metrics, learning rates, seconds
+``losses.png``     the curves of history.csv (refreshed at most once a minute, and at the end)
+
+Rerunning the same command resumes from ``work/last.pt`` when its model and training settings,
+variant and dataset are the same (``num_workers`` and ``max_epochs`` may change), and starts over
+otherwise. Each epoch of a resumed run sees the same batches, crops and noise as it would have
+without the interruption (given the same number of processes): every process's python, numpy,
+torch (and CUDA) random states are part of the checkpoint. A NaN or infinite loss stops training with an error naming the epoch and step;
+the last checkpoint, written at the end of the previous epoch, is left as it was.
+
+Under ``torchrun`` every process trains on its share of each epoch (DistributedSampler) with its
+own networks wrapped in DistributedDataParallel (NCCL on CUDA, gloo on the CPU); ``batch_size`` is
+the global batch, split evenly; validation is split across the processes and its sums reduced;
+rank 0 alone writes files.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, model_config_dict, save_checkpoint
+from .losses import VARIANT_TERMS, Batch, GANLoss
+from .models import FrameDiscriminator, Generator, ModelConfig, SequenceDiscriminator, count_parameters, device
+from .packing import TrainingWindows, WholeClips, clip_keys, worker_init
+
+VARIANTS = tuple(VARIANT_TERMS)
+VAL_METRICS = {"psnr": "max", "l1": "min"}  # metric -> which way is better
+#: Training settings that may change without starting over (they do not change what is learnt).
+RESUME_MAY_CHANGE = ("num_workers", "max_epochs")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or cannot go on; the message says why (and names the file if one is at fault)."""
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. Defaults are the paper's where it gives them (section 3.3), ours otherwise."""
+
+    # "The lambda hyperparameter ... was set to 400" (3.3, eq. 3).
+    lambda_l1: float = 400.0
+    # "Adam ... with a learning rate of 0.0002 for the Generator and 0.001 Frame Discriminator" (3.3).
+    lr_generator: float = 2e-4
+    lr_frame_disc: float = 1e-3
+    # "The Sequence Discriminator uses a smaller fixed learning rate of 5 * 10^-5" (3.3): never decayed.
+    lr_seq_disc: float = 5e-5
+    # "... which decay after epoch 20 with a rate of 10%" (3.3). Our reading: epochs 1-20 run at the
+    # base rate and every later epoch at 90% of the one before, i.e. epoch e uses
+    # base * (1 - lr_decay) ** max(0, e - lr_decay_start) (epoch 21: x0.9, epoch 22: x0.81, ...).
+    lr_decay_start: int = 20
+    lr_decay: float = 0.1
+    # The paper says only "We used Adam [13] for all the networks". Betas (0.5, 0.999) are our choice:
+    # the DCGAN setting (Radford et al. 2016), the usual one for GANs; used for every network.
+    betas: tuple[float, float] = (0.5, 0.999)
+    # "trained until no improvement is observed on the reconstruction metrics on the validation set
+    # for 10 epochs" (3.3): stop after `patience` epochs without a better `val_metric` on the
+    # validation clips; the best epoch's weights are kept. "psnr" (higher is better) or "l1" (mean
+    # absolute error of the whole frame on [-1, 1], lower is better).
+    patience: int = 10
+    val_metric: str = "psnr"
+    # A cap on the number of epochs; the paper stops on patience alone.
+    max_epochs: int = 500
+    # Clips per step (global, split over processes). Not given in the paper; ours.
+    batch_size: int = 8
+    # Frames per training window. The sequence discriminator "classifies based on the entire
+    # sequence" (3.3): a GRID clip is 75 frames (3 s), so the paper setting trains on whole clips.
+    n_frames: int = 75
+    # Steps per epoch; None = one pass over the training clips (one window per clip).
+    steps_per_epoch: int | None = None
+    # Validation clips evaluated per epoch (spread evenly over the file); None = all.
+    val_clips: int | None = None
+    val_batch_size: int = 8
+    num_workers: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))  # JSON gives a list
+        checks = [
+            (self.lambda_l1 >= 0, "lambda_l1 must be >= 0"),
+            (min(self.lr_generator, self.lr_frame_disc, self.lr_seq_disc) > 0, "learning rates must be > 0"),
+            (0 <= self.lr_decay < 1, "lr_decay must lie in [0, 1)"),
+            (all(0 <= b < 1 for b in self.betas), "betas must lie in [0, 1)"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (self.val_metric in VAL_METRICS, f"val_metric must be one of {', '.join(VAL_METRICS)}"),
+            (self.max_epochs >= 1, "max_epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.n_frames >= 1, "n_frames must be >= 1"),
+            (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1 or null"),
+            (self.val_clips is None or self.val_clips >= 1, "val_clips must be >= 1 or null"),
+            (self.val_batch_size >= 1, "val_batch_size must be >= 1"),
+            (self.num_workers >= 0, "num_workers must be >= 0"),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise ValueError("; ".join(bad))
+
+
+def lr_factor(epoch: int, start: int, decay: float) -> float:
+    """Learning-rate multiplier during ``epoch`` (1-based): 1 up to ``start``, then ``(1 - decay)`` per epoch."""
+    return (1.0 - decay) ** max(0, epoch - start)
+
+
+def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["betas"] = list(cfg.betas)
+    return d
+
+
+def config_from_json(cls, text: str | None, option: str):
+    """A dataclass from a JSON object of overrides; unknown keys and bad values are refused by name."""
+    if not text:
+        return cls()
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TrainingError(f"{option}: not valid JSON ({e})") from e
+    if not isinstance(overrides, dict):
+        raise TrainingError(f"{option}: expected a JSON object of settings, got {type(overrides).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TrainingError(f"{option}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        return cls(**overrides)
+    except (TypeError, ValueError) as e:
+        raise TrainingError(f"{option}: {e}") from e
+
+
+# ----------------------------------------------------------------------------------------------
+# Processes, networks, data
+
+
+@dataclass
+class Dist:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Dist:
+    """Join the torchrun process group if there is one (NCCL on CUDA, gloo on the CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(0, 1, device())
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+        dist.init_process_group("nccl", device_id=dev)
+    else:
+        dev = torch.device("cpu")
+        dist.init_process_group("gloo")
+    return Dist(rank, world, dev)
+
+
+def build_networks(variant: str, model_cfg: ModelConfig) -> dict[str, nn.Module]:
+    """The networks a variant trains: always ``generator``, plus ``frame_discriminator`` and
+    ``sequence_discriminator`` as its adversarial terms need (the static variant's generator has
+    ``static=True``)."""
+    if variant not in VARIANTS:
+        raise TrainingError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+    if (variant == "static") != model_cfg.static:
+        raise TrainingError(f"variant {variant!r} needs ModelConfig.static={variant == 'static'}")
+    nets: dict[str, nn.Module] = {"generator": Generator(model_cfg)}
+    if "img" in VARIANT_TERMS[variant]:
+        nets["frame_discriminator"] = FrameDiscriminator(model_cfg)
+    if "seq" in VARIANT_TERMS[variant]:
+        nets["sequence_discriminator"] = SequenceDiscriminator(model_cfg)
+    return nets
+
+
+def variant_model_config(variant: str, model_cfg: ModelConfig) -> ModelConfig:
+    """``model_cfg`` with ``static=True`` for the static variant; a static generator for another
+    variant is refused (the variant, not the model settings, picks the baseline)."""
+    if model_cfg.static and variant != "static":
+        raise TrainingError(f"--model static=true is the static baseline: use --variant static, not {variant!r}")
+    if variant == "static" and not model_cfg.static:
+        model_cfg = ModelConfig(**{**asdict(model_cfg), "static": True})
+    return model_cfg
+
+
+def differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the entries in which two nested dicts differ."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += differences(x, y, f"{prefix}{k}.")
+        elif x != y:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def build_optimisers(nets: dict[str, nn.Module], cfg: TrainConfig):
+    """Adam for each network (3.3); LambdaLR schedules: generator and frame discriminator decay
+    after ``lr_decay_start`` epochs, the sequence discriminator stays fixed."""
+    rates = {"generator": cfg.lr_generator, "frame_discriminator": cfg.lr_frame_disc,
+             "sequence_discriminator": cfg.lr_seq_disc}
+    opts = {name: torch.optim.Adam(net.parameters(), lr=rates[name], betas=cfg.betas) for name, net in nets.items()}
+
+    def decaying(i: int) -> float:  # LambdaLR's counter i = epochs finished, so this is epoch i + 1
+        return lr_factor(i + 1, cfg.lr_decay_start, cfg.lr_decay)
+
+    scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, decaying if name != "sequence_discriminator" else
+                                                      (lambda i: 1.0)) for name, opt in opts.items()}
+    return opts, scheds
+
+
+def check_packed(path: Path, model_cfg: ModelConfig, role: str) -> int:
+    """Refuse a packed file that is missing, empty, or made for another image size or sample rate."""
+    if not path.is_file():
+        raise TrainingError(f"{path}: no such file ({role} set)")
+    try:
+        with h5py.File(path, "r") as h5:
+            keys = clip_keys(h5)
+            if not keys:
+                raise TrainingError(f"{path}: holds no clips ({role} set)")
+            g = h5[keys[0]]
+            size, rate = tuple(g["frames"].shape[2:]), int(g.attrs["sample_rate"])
+    except (OSError, KeyError) as e:
+        raise TrainingError(f"{path}: not a packed clip file ({type(e).__name__}: {e})") from e
+    if size != tuple(model_cfg.image_size):
+        raise TrainingError(f"{path}: frames are {size[0]}x{size[1]} (HxW) but the model is configured for "
+                            f"{model_cfg.image_size[0]}x{model_cfg.image_size[1]} (--model image_size)")
+    if rate != model_cfg.sample_rate:
+        raise TrainingError(f"{path}: audio is at {rate} Hz but the model is configured for "
+                            f"{model_cfg.sample_rate} Hz (--model sample_rate)")
+    return len(keys)
+
+
+def pad_clips(items: list[dict]) -> dict[str, Any]:
+    """Collate whole clips of different lengths: zero-pad frames and audio to the longest, keep ``lengths``."""
+    lengths = torch.tensor([len(it["frames"]) for it in items])
+    t = int(lengths.max())
+
+    def pad(x: Tensor) -> Tensor:
+        return torch.cat([x, x.new_zeros(t - len(x), *x.shape[1:])]) if len(x) < t else x
+
+    return {"still": torch.stack([it["still"] for it in items]),
+            "frames": torch.stack([pad(it["frames"]) for it in items]),
+            "audio": torch.stack([pad(it["audio"]) for it in items]),
+            "lengths": lengths, "key": [it["key"] for it in items]}
+
+
+def cycle(loader: DataLoader, sampler: DistributedSampler | None, epoch: int) -> Iterator[dict]:
+    """Batches of ``loader`` without end: a new pass (new shuffle, new windows) each time one ends."""
+    n = 0
+    while True:
+        if sampler is not None:
+            sampler.set_epoch(epoch * 1000 + n)
+        yield from loader
+        n += 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Random states, replicas, history
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state` (the tensors may come back mapped to a GPU; RNG states live on the CPU)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def gather(obj: Any, d: Dist) -> list[Any]:
+    if d.world == 1:
+        return [obj]
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def reduce_sum(t: Tensor, d: Dist) -> Tensor:
+    if d.world > 1:
+        t = t.clone()
+        dist.all_reduce(t)
+    return t
+
+
+def unwrap(net: nn.Module | None) -> nn.Module | None:
+    return net.module if isinstance(net, DistributedDataParallel) else net
+
+
+def check_replicas(nets: dict[str, nn.Module], d: Dist) -> None:
+    """Under DDP, every process must hold the same weights; a mismatch is a bug, not bad luck."""
+    if d.world == 1:
+        return
+    sums = [float(sum(p.detach().double().sum() for p in unwrap(n).parameters())) for n in nets.values()]
+    everyone = gather(sums, d)
+    if any(not np.allclose(s, everyone[0], rtol=1e-6, atol=1e-6) for s in everyone):
+        raise TrainingError(f"the processes' weights differ after synchronisation: {everyone}")
+
+
+HISTORY_COLUMNS = ["epoch", "steps", "g_total", "g_l1", "g_adv_img", "g_adv_seq", "d_img", "d_seq",
+                   "d_img_real", "d_img_fake", "d_seq_real", "d_seq_fake", "val_psnr", "val_l1", "val_l1_lower",
+                   "lr_generator", "lr_frame_discriminator", "lr_sequence_discriminator", "best", "seconds"]
+
+
+def write_history(history: list[dict], out: Path) -> None:
+    tmp = out / ".history.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, HISTORY_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(tmp, out / "history.csv")
+
+
+def plot_history(history: list[dict], out: Path, title: str) -> None:
+    """losses.png: generator losses, discriminator losses and outputs, validation metrics per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    panels = [(axes[0], ["g_l1"], "generator L1 (lower half)"),
+              (axes[0].twinx(), ["g_adv_img", "g_adv_seq"], "generator adversarial"),
+              (axes[1], ["d_img", "d_seq"], "discriminator loss"),
+              (axes[2], ["val_psnr"], "validation PSNR (dB)"),
+              (axes[2].twinx(), ["val_l1", "val_l1_lower"], "validation L1")]
+    styles = iter(["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7"])
+    for ax, keys, label in panels:
+        for k in keys:
+            ys = [r.get(k) for r in history]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, [np.nan if y is None else y for y in ys], "o-", ms=3, color=next(styles), label=k)
+        ax.set_ylabel(label)
+    best = [r["epoch"] for r in history if r.get("best")]
+    if best:
+        axes[2].axvline(best[-1], color="grey", ls="--", lw=1, label=f"best (epoch {best[-1]})")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.legend(loc="upper center", ncol=8, fontsize="small")
+    fig.suptitle(title, y=0.02, fontsize="small")
+    fig.tight_layout(rect=(0, 0.04, 1, 0.9))
+    tmp = out / ".losses.png.tmp"
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, out / "losses.png")
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+DISCRIMINATORS = ("frame_discriminator", "sequence_discriminator")
+
+
+def train_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], criterion: GANLoss, batch: Batch,
+               check=None) -> dict[str, Tensor]:
+    """One training step (section 3.3); returns the detached loss parts (see :class:`GANLoss`).
+
+    The generator makes the batch's videos; the discriminators (if the variant has any) take one
+    step on real vs the detached videos; then the generator takes one step on ``L_adv + lambda * L1``
+    against the updated discriminators, whose own parameters are frozen for it and which are called
+    unwrapped (under DDP their gradients would otherwise be reduced for nothing). ``check(parts)`` is
+    called on each set of losses before its backward pass (the trainer stops on a non-finite one).
+    """
+    fake = nets["generator"](batch.still, batch.audio)
+    parts: dict[str, Tensor] = {}
+    discs = [n for n in DISCRIMINATORS if n in nets]
+    if discs:
+        loss_d, parts = criterion.discriminator(batch, fake.detach())
+        if check:
+            check(parts)
+        for n in discs:
+            opts[n].zero_grad(set_to_none=True)
+        loss_d.backward()
+        for n in discs:
+            opts[n].step()
+    frozen = [p for n in discs for p in nets[n].parameters()]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        loss_g, g_parts = criterion.generator(batch, fake, frame_disc=unwrap(nets.get("frame_discriminator")),
+                                              seq_disc=unwrap(nets.get("sequence_discriminator")))
+        if check:
+            check(g_parts)
+        opts["generator"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        opts["generator"].step()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return {**parts, **g_parts}
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+
+
+@torch.no_grad()
+def validate(generator: Generator, loader: DataLoader, d: Dist, seed: int) -> dict[str, float]:
+    """Reconstruction metrics of the generator on whole clips, frame-averaged over every process's clips.
+
+    ``val_psnr``: PSNR (dB) of each frame on a [0, 1] scale; ``val_l1`` / ``val_l1_lower``: mean
+    absolute error on [-1, 1] of the whole frame / its lower half (the training loss). The noise is
+    drawn from a generator seeded with ``seed``, so the numbers do not depend on the training RNG.
+    """
+    generator.eval()
+    rng = torch.Generator(d.device).manual_seed(seed + d.rank)
+    sums = torch.zeros(4, dtype=torch.float64, device=d.device)
+    for batch in loader:
+        still, real, audio = (batch[k].to(d.device, non_blocking=True) for k in ("still", "frames", "audio"))
+        fake = generator(still, audio, generator=rng)
+        valid = (torch.arange(real.shape[1], device=d.device)[None] < batch["lengths"].to(d.device)[:, None]).double()
+        err = fake - real
+        h = err.shape[-2]
+        mse = (err / 2).square().mean((2, 3, 4)).double()  # on [0, 1]
+        psnr = 10 * torch.log10(1 / mse.clamp_min(1e-10))
+        l1 = err.abs().mean((2, 3, 4)).double()
+        l1_lower = err[..., h // 2:, :].abs().mean((2, 3, 4)).double()
+        sums += torch.stack([(psnr * valid).sum(), (l1 * valid).sum(), (l1_lower * valid).sum(), valid.sum()])
+    sums = reduce_sum(sums, d)
+    n = sums[3].item()
+    return {"val_psnr": sums[0].item() / n, "val_l1": sums[1].item() / n, "val_l1_lower": sums[2].item() / n}
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(*, dataset: str, variant: str, train_path: str | os.PathLike, val_path: str | os.PathLike,
+          out_dir: str | os.PathLike, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          progress: bool = True) -> dict[str, Any]:
+    """Train one variant; returns ``{"epochs", "best_epoch", "best", "generator"}`` (see the module doc)."""
+    d = setup_distributed()
+    try:
+        return _train(d, dataset, variant, Path(train_path), Path(val_path), Path(out_dir), model_cfg, train_cfg,
+                      progress)
+    finally:
+        if d.world > 1:
+            dist.destroy_process_group()
+
+
+def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path, out: Path,
+           mcfg: ModelConfig, tcfg: TrainConfig, progress: bool) -> dict[str, Any]:
+    def log(msg: str) -> None:
+        if d.main:
+            tqdm.write(f"[train {dataset}/{variant}] {msg}", file=sys.stderr)
+
+    mcfg = variant_model_config(variant, mcfg)
+    work, last_path, best_path = out / "work", out / "work" / "last.pt", out / "work" / "best.pt"
+    check_packed(train_path, mcfg, "training")
+    check_packed(val_path, mcfg, "validation")
+    if tcfg.batch_size % d.world:
+        raise TrainingError(f"batch_size {tcfg.batch_size} does not split evenly over {d.world} processes")
+    per_rank = tcfg.batch_size // d.world
+
+    # --- data
+    train_ds = TrainingWindows(train_path, tcfg.n_frames, window_s=mcfg.audio_window_s)
+    if len(train_ds) < tcfg.batch_size:
+        raise TrainingError(f"{train_path}: {len(train_ds)} clips of at least {tcfg.n_frames} frames, fewer than "
+                            f"one batch of {tcfg.batch_size}")
+    val_ds = WholeClips(val_path, window_s=mcfg.audio_window_s)
+    n_val = len(val_ds) if tcfg.val_clips is None else min(tcfg.val_clips, len(val_ds))
+    val_idx = np.unique(np.linspace(0, len(val_ds) - 1, n_val).round().astype(int))[d.rank::d.world].tolist()
+    cuda = d.device.type == "cuda"
+    sampler = DistributedSampler(train_ds, d.world, d.rank, shuffle=True, seed=tcfg.seed, drop_last=True) \
+        if d.world > 1 else None
+    loader = DataLoader(train_ds, per_rank, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        num_workers=tcfg.num_workers, worker_init_fn=worker_init, pin_memory=cuda)
+    val_loader = DataLoader(Subset(val_ds, val_idx), tcfg.val_batch_size, collate_fn=pad_clips,
+                            num_workers=min(tcfg.num_workers, 2), pin_memory=cuda)
+    steps = tcfg.steps_per_epoch or len(loader)
+
+    # --- networks, optimisers, and a checkpoint to resume from
+    seed_everything(tcfg.seed + 1_000_003 * d.rank)
+    nets = {n: m.to(d.device) for n, m in build_networks(variant, mcfg).items()}  # before the optimisers:
+    opts, scheds = build_optimisers(nets, tcfg)  # a loaded optimiser state follows its parameters' device
+    identity = {"model_config": model_config_dict(mcfg), "variant": variant, "dataset": dataset,
+                "train_config": {k: v for k, v in train_config_dict(tcfg).items() if k not in RESUME_MAY_CHANGE}}
+    epoch, history, best = 0, [], {"metric": tcfg.val_metric, "value": None, "epoch": 0}
+    if last_path.is_file():
+        try:
+            saved = load_checkpoint(last_path, d.device)
+        except CheckpointError as e:
+            saved = None
+            log(f"cannot read {last_path} ({e}); starting over")
+        if saved is not None:
+            theirs = {"model_config": saved.get("model_config"), "variant": saved.get("variant"),
+                      "dataset": saved.get("dataset"),
+                      "train_config": {k: v for k, v in (saved.get("train_config") or {}).items()
+                                       if k not in RESUME_MAY_CHANGE}}
+            if theirs == identity:
+                for name, net in nets.items():
+                    net.load_state_dict(saved[name])
+                for name in opts:
+                    opts[name].load_state_dict(saved["optimisers"][name])
+                    scheds[name].load_state_dict(saved["schedulers"][name])
+                epoch, history, best = saved["epoch"], saved["history"], saved["best"]
+                if len(saved["rng"]) == d.world:
+                    set_rng_state(saved["rng"][d.rank])
+                else:
+                    seed_everything(tcfg.seed + 1_000_003 * d.rank + epoch)
+                    log(f"the checkpoint was written by {len(saved['rng'])} processes, this run has {d.world}: "
+                        "random streams reseeded")
+                log(f"resumed at epoch {epoch} from {last_path} (best {best['metric']} {best['value']} "
+                    f"at epoch {best['epoch']})")
+            else:
+                changed = differences(identity, theirs)
+                log(f"{last_path} was written with other settings ({', '.join(changed)} differ): starting over")
+                if d.main:
+                    best_path.unlink(missing_ok=True)
+    if epoch == 0:
+        log("parameters: " + ", ".join(f"{n} {count_parameters(m):,}" for n, m in nets.items())
+            + f"; {len(train_ds)} training clips, {n_val} validation clips, {steps} steps of {tcfg.batch_size} "
+              f"clips x {tcfg.n_frames} frames per epoch on {d.device}"
+            + (f" x {d.world} processes" if d.world > 1 else ""))
+    if d.world > 1:
+        # The discriminators run twice (real, then generated) before one backward; DDP's buffer
+        # broadcast at the second forward would overwrite batch-norm statistics the first one saved
+        # for its backward. They only ever run in training mode (batch statistics), so their running
+        # statistics need no synchronising; the generator's (used at validation) are broadcast.
+        nets = {n: DistributedDataParallel(m, device_ids=[d.device.index] if cuda else None,
+                                           broadcast_buffers=n == "generator") for n, m in nets.items()}
+    G = nets["generator"]
+    criterion = GANLoss(variant, nets.get("frame_discriminator"), nets.get("sequence_discriminator"), tcfg.lambda_l1)
+    better = (lambda a, b: a > b) if VAL_METRICS[tcfg.val_metric] == "max" else (lambda a, b: a < b)
+
+    def payload(rngs: list[dict]) -> dict[str, Any]:
+        return {**identity, "train_config": train_config_dict(tcfg), "epoch": epoch,
+                **{n: unwrap(m).state_dict() for n, m in nets.items()},
+                "optimisers": {n: o.state_dict() for n, o in opts.items()},
+                "schedulers": {n: s.state_dict() for n, s in scheds.items()},
+                "rng": rngs, "best": best, "history": history}
+
+    def finite_or_stop(parts: dict[str, Tensor], step: int) -> None:
+        names = list(parts)
+        values = reduce_sum(torch.stack([parts[n].float() for n in names]), d)
+        if not torch.isfinite(values).all():
+            bad = ", ".join(f"{n}={v:g}" for n, v in zip(names, values.tolist()) if not math.isfinite(v))
+            kept = f"the last good checkpoint {last_path} (epoch {epoch}) is kept" if last_path.is_file() and epoch \
+                else "no checkpoint was written"
+            raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {step + 1}/{steps}: {bad}"
+                                f"{' (summed over processes)' if d.world > 1 else ''}; training stopped, {kept}")
+
+    # --- epochs
+    plotted = time.time()
+    while epoch < tcfg.max_epochs and epoch - best["epoch"] < tcfg.patience:
+        t0 = time.time()
+        lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in opts.items()}
+        for net in nets.values():
+            net.train()
+        sums: dict[str, Tensor] = {}
+        batches = cycle(loader, sampler, epoch)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not (progress and d.main), leave=False,
+                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)  # a log file: sparse
+        for step in bar:
+            b = next(batches)
+            batch = Batch(*(b[k].to(d.device, non_blocking=True) for k in ("still", "frames", "audio")))
+            parts = train_step(nets, opts, criterion, batch, check=partial(finite_or_stop, step=step))
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v.double()
+            if step % 10 == 0:
+                bar.set_postfix({k: f"{v.item():.3g}" for k, v in parts.items() if k in ("g_l1", "d_img", "d_seq")})
+        bar.close()
+        batches.close()  # ends the loader's pass (and its worker processes)
+        names = sorted(sums)
+        means = (reduce_sum(torch.stack([sums[k] for k in names]), d) / (steps * d.world)).tolist()
+        row: dict[str, Any] = {"epoch": epoch + 1, "steps": steps, **dict(zip(names, means))}
+        check_replicas(nets, d)
+
+        row.update(validate(unwrap(G), val_loader, d, tcfg.seed))
+        for s in scheds.values():
+            s.step()
+        epoch += 1
+        score = row[f"val_{tcfg.val_metric}"]
+        row["best"] = improved = best["value"] is None or better(score, best["value"])
+        if improved:
+            best = {"metric": tcfg.val_metric, "value": score, "epoch": epoch}
+        row.update(lrs)
+        row["seconds"] = round(time.time() - t0, 2)
+        history = history + [row]
+        rngs = gather(rng_state(), d)
+        if d.main:
+            state = payload(rngs)
+            save_checkpoint(last_path, state)
+            if improved:
+                save_checkpoint(best_path, state)
+            write_history(history, out)
+            if time.time() - plotted > 60:  # a plot takes a second or two: refreshed at most once a minute
+                plot_history(history, out, f"{dataset} / {variant}")
+                plotted = time.time()
+        log(f"epoch {epoch}: L1 {row['g_l1']:.4f}"
+            + "".join(f", {k} {row[k]:.3f}" for k in ("d_img", "d_seq", "g_adv_img", "g_adv_seq") if k in row)
+            + f"; val PSNR {row['val_psnr']:.2f} dB, L1 {row['val_l1']:.4f}"
+            + (" (best)" if improved else f" (best {best['value']:.4g} at epoch {best['epoch']})")
+            + f"; {row['seconds']:.0f} s")
+
+    if epoch - best["epoch"] >= tcfg.patience:
+        log(f"stopped: no better validation {tcfg.val_metric} for {tcfg.patience} epochs (best: epoch {best['epoch']})")
+    elif epoch >= tcfg.max_epochs:
+        log(f"stopped at max_epochs={tcfg.max_epochs} (best: epoch {best['epoch']})")
+    final = out / "generator.pt"
+    if d.main:
+        if not best_path.is_file():
+            raise TrainingError(f"{best_path}: missing, cannot write {final}")
+        copy_atomic(best_path, final)
+        write_history(history, out)
+        plot_history(history, out, f"{dataset} / {variant}")
+        log(f"wrote {final} (epoch {best['epoch']}, val {tcfg.val_metric} {best['value']:.4g})")
+    return {"epochs": epoch, "best_epoch": best["epoch"], "best": best["value"], "generator": final}
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m speechanim.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", required=True, help="dataset name (recorded in the checkpoints)")
+    ap.add_argument("--variant", required=True, choices=VARIANTS)
+    ap.add_argument("--train", required=True, type=Path, help="packed training clips (HDF5)")
+    ap.add_argument("--val", required=True, type=Path, help="packed validation clips (HDF5)")
+    ap.add_argument("--out", required=True, type=Path, help="output folder")
+    ap.add_argument("--model", default="{}", help="JSON object of ModelConfig overrides")
+    ap.add_argument("--training", default="{}", help="JSON object of TrainConfig overrides")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        model_cfg = config_from_json(ModelConfig, args.model, "--model")
+        train_cfg = config_from_json(TrainConfig, args.training, "--training")
+        train(dataset=args.dataset, variant=args.variant, train_path=args.train, val_path=args.val, out_dir=args.out,
+              model_cfg=model_cfg, train_cfg=train_cfg, progress=not args.no_progress)
+    except (TrainingError, CheckpointError) as e:
+        print(f"speechanim.train: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
