@@ -13,11 +13,14 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/raw.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     default_target: True
     input:
+        f"{RESULTS}/table3.csv",
         f"{RESULTS}/table1.csv",
         [f"{RESULTS}/{dataset}/skipped.tsv" for dataset in RUN_DATASETS],
         [f"{RESULTS}/synthgrid/samples.png"] if "synthgrid" in RUN_DATASETS else [],

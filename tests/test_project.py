@@ -79,7 +79,7 @@ def test_dag_refuses_a_bad_config(tmp_path):
 
 
 def test_grid_dag_has_one_job_per_speaker(tmp_path):
-    res = _snakemake("-n", "--config", "run_datasets=[grid]", f"data_dir={tmp_path}/data", "--quiet", "rules")
+    res = _snakemake("-n", "--config", "run_datasets=[grid]", f"data_dir={tmp_path}/data", f"results_dir={tmp_path}/results", "--quiet", "rules")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     assert re.search(r"grid_speaker\s+33\b", out), out
@@ -87,7 +87,7 @@ def test_grid_dag_has_one_job_per_speaker(tmp_path):
 
 
 def test_grid_archive_audio_source_fetches_audio_25k(tmp_path):
-    res = _snakemake("-n", "--config", "run_datasets=[grid]", f"data_dir={tmp_path}/data",
+    res = _snakemake("-n", "--config", "run_datasets=[grid]", f"data_dir={tmp_path}/data", f"results_dir={tmp_path}/results",
                      "datasets={'grid': {'base_url': 'https://example.org/f', 'speakers': ['s1', 's2', 's3'], 'audio_source': 'archive'}}",
                      "--quiet", "rules")
     assert res.returncode == 0, res.stderr
@@ -97,13 +97,37 @@ def test_grid_archive_audio_source_fetches_audio_25k(tmp_path):
 
 
 def test_default_dag_synthesises_the_embedded_corpus(tmp_path):
-    res = _snakemake("-n", "--config", f"data_dir={tmp_path}/data", "--quiet", "rules")
+    res = _snakemake("-n", "--config", f"data_dir={tmp_path}/data", f"results_dir={tmp_path}/results", "--quiet", "rules")
     assert res.returncode == 0, res.stderr
     assert re.search(r"synthgrid_speaker\s+12\b", res.stdout + res.stderr)
 
 
 def test_slurm_profile_parses(tmp_path):
     res = _snakemake("--profile", "workflow/profiles/slurm", "-n", "--config", "run_datasets=[grid]",
-                     f"data_dir={tmp_path}/data")
+                     f"data_dir={tmp_path}/data", f"results_dir={tmp_path}/results")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "grid_speaker" in res.stdout
+
+
+def test_paper_config_restores_the_papers_values():
+    """workflow/configs/paper.yaml, merged over config.yaml, gives the paper's model and schedule."""
+    from dataclasses import asdict
+
+    from speechanim.models import ModelConfig
+    from speechanim.train import TrainConfig
+
+    config = load_config(REPO / "config.yaml")
+    paper = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
+    for section in ("model", "training", "lipreader", "evaluation"):
+        config[section] = {**config[section], **paper[section]}
+    validate_config(config)
+    model = ModelConfig(**config["model"])
+    assert asdict(model) == asdict(ModelConfig())  # the defaults are the paper's GRID model
+    training = TrainConfig(**config["training"])
+    assert (training.lambda_l1, training.lr_generator, training.lr_frame_disc, training.lr_seq_disc) == (400, 2e-4, 1e-3, 5e-5)
+    assert (training.lr_decay_start, training.lr_decay, training.patience) == (20, 0.1, 10)
+    assert training.n_frames == 75 and training.steps_per_epoch is None
+    # the embedded default departs from the paper only in sizes, epochs and the generator's rate
+    embedded = TrainConfig(**load_config(REPO / "config.yaml")["training"])
+    assert (embedded.lambda_l1, embedded.lr_frame_disc, embedded.lr_seq_disc, embedded.patience) == (400, 1e-3, 5e-5, 10)
+    assert config["evaluation"]["frame_step"] == 1 and config["evaluation"]["max_clips"] is None

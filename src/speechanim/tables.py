@@ -4,6 +4,18 @@ Table 1 (paper, section 4.1): "The samples and hours of video in the training (T
 and test (T) sets", training counts including the mirrored copies.
 
     python -m speechanim.tables table1 --dataset synthgrid data/packed/synthgrid --out results/table1.csv
+
+Table 2 (section 4.3): the ablation on the first dataset: ground truth, L1, L1 + Adv_img, the full model.
+Table 3 (section 4.5): per dataset, the proposed (full) model against the static baseline; the User
+column (the paper's user study) stays empty until there is one.  Both read the JSON summaries of
+:mod:`speechanim.evaluate`:
+
+    python -m speechanim.tables table2 --metrics results/<ds>/metrics --out results/table2.csv
+    python -m speechanim.tables table3 --dataset <ds> ... results/<ds>/metrics ... --out results/table3.csv
+
+ACD is measured with dlib's ResNet face descriptor (128-d; OpenFace's model cannot be had offline),
+so its scale is not the paper's; WER comes from the LipNet-style lipreader the DAG trains on each
+dataset's real training videos.  Blink rate and mean blink duration are extra columns.
 """
 from __future__ import annotations
 
@@ -12,6 +24,8 @@ import csv
 import os
 import sys
 from pathlib import Path
+
+import json
 
 import h5py
 
@@ -54,6 +68,45 @@ def write_table(path: str | os.PathLike, columns: list[str], rows: list[dict[str
     path.with_suffix(".md").write_text("\n".join(md) + "\n")
 
 
+ACD_COLUMN = "ACD (dlib)"
+METRIC_COLUMNS = [("PSNR", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.3f}"), ("FDBM", "fdbm", "{:.3f}"),
+                  ("CPBD", "cpbd", "{:.3f}"), (ACD_COLUMN, "acd", "{:.4f}")]
+BLINK_COLUMNS = [("Blinks/s", "blinks_per_s", "{:.2f}"), ("Blink (s)", "blink_duration_s", "{:.3f}")]
+TABLE2_ROWS = [("Ground Truth Videos", "ground_truth"), ("L1 loss", "l1"), ("L1 + Adv_img", "l1_advimg"),
+               ("L1 + Adv_img + Adv_seq", "full")]
+TABLE2_COLUMNS = ["Method"] + [c for c, _, _ in METRIC_COLUMNS] + ["WER"] + [c for c, _, _ in BLINK_COLUMNS]
+TABLE3_ROWS = [("Proposed Model", "full"), ("Baseline", "static")]
+TABLE3_COLUMNS = ["Dataset", "Method"] + [c for c, _, _ in METRIC_COLUMNS] + ["User", "WER"] + [c for c, _, _ in BLINK_COLUMNS]
+
+
+def _fmt(value, fmt: str) -> str:
+    return "N/A" if value is None else fmt.format(value)
+
+
+def metric_cells(summary: dict) -> dict[str, str]:
+    """The table cells of one method's summary (evaluate.py JSON)."""
+    cells = {col: _fmt(summary.get(key), fmt) for col, key, fmt in METRIC_COLUMNS + BLINK_COLUMNS}
+    cells["WER"] = _fmt(None if summary.get("wer") is None else 100 * summary["wer"], "{:.1f}%")
+    return cells
+
+
+def read_summary(metrics_dir: str | os.PathLike, name: str) -> dict:
+    path = Path(metrics_dir) / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the metrics summary ({e})") from e
+
+
+def table2_rows(metrics_dir: str | os.PathLike) -> list[dict[str, str]]:
+    return [{"Method": label, **metric_cells(read_summary(metrics_dir, name))} for label, name in TABLE2_ROWS]
+
+
+def table3_rows(dataset: str, metrics_dir: str | os.PathLike) -> list[dict[str, str]]:
+    return [{"Dataset": dataset, "Method": label, "User": "", **metric_cells(read_summary(metrics_dir, name))}
+            for label, name in TABLE3_ROWS]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m speechanim.tables", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="table", required=True)
@@ -61,11 +114,30 @@ def main(argv: list[str] | None = None) -> int:
     t1.add_argument("--dataset", action="append", required=True, help="dataset name (repeat, in order)")
     t1.add_argument("packed_dirs", nargs="+", help="data/packed/<dataset> folders, in the same order")
     t1.add_argument("--out", required=True)
+    t2 = sub.add_parser("table2", help="the ablation study on one dataset")
+    t2.add_argument("--metrics", required=True, help="results/<dataset>/metrics (holds <method>.json)")
+    t2.add_argument("--out", required=True)
+    t3 = sub.add_parser("table3", help="proposed model vs static baseline per dataset")
+    t3.add_argument("--dataset", action="append", required=True, help="dataset name (repeat, in order)")
+    t3.add_argument("metrics_dirs", nargs="+", help="results/<dataset>/metrics folders, in the same order")
+    t3.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    if len(args.dataset) != len(args.packed_dirs):
-        p.error("give one --dataset per packed folder")
-    rows = [table1_row(d, pd) for d, pd in zip(args.dataset, args.packed_dirs)]
-    write_table(args.out, TABLE1_COLUMNS, rows)
+    try:
+        if args.table == "table1":
+            if len(args.dataset) != len(args.packed_dirs):
+                p.error("give one --dataset per packed folder")
+            columns, rows = TABLE1_COLUMNS, [table1_row(d, pd) for d, pd in zip(args.dataset, args.packed_dirs)]
+        elif args.table == "table2":
+            columns, rows = TABLE2_COLUMNS, table2_rows(args.metrics)
+        else:
+            if len(args.dataset) != len(args.metrics_dirs):
+                p.error("give one --dataset per metrics folder")
+            columns = TABLE3_COLUMNS
+            rows = [r for d, m in zip(args.dataset, args.metrics_dirs) for r in table3_rows(d, m)]
+    except (OSError, ValueError) as e:
+        print(f"speechanim.tables: error: {e}", file=sys.stderr)
+        return 1
+    write_table(args.out, columns, rows)
     print(Path(args.out).with_suffix(".md").read_text(), file=sys.stderr)
     return 0
 

@@ -1,4 +1,5 @@
 # Shared setup and input functions. Every rule calls the package: `python -m speechanim.<stage> ...`.
+import json
 import os
 import sys
 from pathlib import Path
@@ -79,3 +80,11 @@ def speakers_in(dataset, part):
 
 def packed(dataset, part):
     return f"{DATA}/packed/{dataset}/{part}.h5"
+
+
+def model_json(wildcards=None):
+    """The generator's ModelConfig overrides: config's model section plus the preprocessing sizes it must match."""
+    pre = config["preprocess"]
+    model = dict(config["model"], image_size=list(pre["image_size"]), sample_rate=pre["sample_rate"],
+                 audio_window_s=pre["audio_window_s"])
+    return json.dumps(model, sort_keys=True)

@@ -1,0 +1,170 @@
+"""Score generated test videos with every metric of the paper (section 4.2), one JSON per method.
+
+    # a model's videos (rows "L1 loss", ..., "Proposed Model", "Baseline")
+    python -m speechanim.evaluate --real data/packed/<ds>/test.h5 --generated results/<ds>/generated/full.h5 \\
+        --lipreader results/<ds>/lipreader.pt --out results/<ds>/metrics/full.json
+    # the ground-truth row: the real test videos themselves
+    python -m speechanim.evaluate --real data/packed/<ds>/test.h5 --lipreader ... --out results/<ds>/metrics/ground_truth.json
+
+Per video (generated against the real clip with the same key; the still image is the real clip's
+first aligned frame, the one the generator was given):
+
+* PSNR, SSIM (:mod:`speechanim.metrics.quality`) -- N/A for the ground-truth row
+* FDBM, CPBD sharpness, ACD identity distance (dlib's ResNet face descriptor, not OpenFace)
+* the lipreader's transcript, scored as WER over all test words
+* blink count and durations (eye aspect ratio from mediapipe landmarks)
+
+Each per-video value is the mean over frames (every ``frame_step``-th frame for the sharpness and
+identity metrics; the paper uses every frame, ``frame_step: 1``), and the reported value the mean
+over videos (WER: word errors over all words).  ``max_clips`` scores the first N test clips only
+(the same N for every method).  A per-clip CSV is written beside the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from .packing import clip_keys
+
+
+class EvaluationError(ValueError):
+    pass
+
+
+def _frames(h5: h5py.File, key: str) -> np.ndarray:
+    return h5[key]["frames"][()].transpose(0, 2, 3, 1)
+
+
+def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step: int) -> dict[str, Any]:
+    """Every per-video metric of one clip; ``fake`` None scores the real video (ground truth)."""
+    from .metrics.acd import acd
+    from .metrics.blinks import blinks_from_frames
+    from .metrics.cpbd import cpbd_video
+    from .metrics.fdbm import fdbm_video
+    from .metrics.quality import video_quality
+
+    video = real if fake is None else fake
+    row: dict[str, Any] = {}
+    if fake is not None:
+        if fake.shape != real.shape:
+            raise EvaluationError(f"generated frames {fake.shape} and real frames {real.shape} differ")
+        q = video_quality(real, fake)
+        row.update(psnr=q.psnr, ssim=q.ssim)
+    sub = video[::frame_step]
+    row["fdbm"] = fdbm_video(sub)
+    row["cpbd"] = cpbd_video(sub)
+    row["acd"] = acd(real[0], video, frame_step=frame_step)
+    blinks = blinks_from_frames(video, fps)
+    row["blinks"] = blinks.count
+    row["blink_frames"] = int(sum(b - a for a, b in blinks.blinks))
+    row["seconds"] = len(video) / fps
+    return row
+
+
+def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | None, lipreader_path: str | os.PathLike | None,
+             *, frame_step: int = 1, max_clips: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Score one method (``generated_path``) or the ground truth (``None``) on a packed test file."""
+    from .lipreader import LipReader, wer
+
+    with h5py.File(real_path, "r") as real:
+        keys = [k for k in clip_keys(real) if not k.endswith("_mirror")]
+        if max_clips:
+            keys = keys[:max_clips]
+        if not keys:
+            raise EvaluationError(f"{real_path}: no test clips")
+        fake = h5py.File(generated_path, "r") if generated_path else None
+        try:
+            if fake is not None:
+                missing = [k for k in keys if k not in fake]
+                if missing:
+                    raise EvaluationError(f"{generated_path}: lacks {len(missing)} test clips, e.g. {missing[0]}")
+            reader = LipReader.load(lipreader_path) if lipreader_path else None
+            rows = []
+            for key in tqdm(keys, desc=f"evaluate {Path(generated_path or real_path).name}", unit="clip", disable=not progress):
+                g = real[key]
+                fps = float(g.attrs["fps"])
+                real_frames = _frames(real, key)
+                fake_frames = _frames(fake, key) if fake is not None else None
+                row = {"key": key, "words": str(g.attrs["words"])}
+                row.update(score_clip(real_frames, fake_frames, fps, frame_step))
+                if reader is not None:
+                    row["transcript"] = reader.transcribe(real_frames if fake_frames is None else fake_frames)
+                rows.append(row)
+        finally:
+            if fake is not None:
+                fake.close()
+
+    def mean(name: str) -> float | None:
+        values = [r[name] for r in rows if name in r and np.isfinite(r[name])]
+        return float(np.mean(values)) if values else None
+
+    seconds = sum(r["seconds"] for r in rows)
+    blink_count = sum(r["blinks"] for r in rows)
+    summary: dict[str, Any] = {
+        "real": str(real_path),
+        "generated": str(generated_path) if generated_path else None,
+        "n_videos": len(rows),
+        "frame_step": frame_step,
+        "psnr": mean("psnr"),
+        "ssim": mean("ssim"),
+        "fdbm": mean("fdbm"),
+        "cpbd": mean("cpbd"),
+        "acd": mean("acd"),
+        "wer": wer([r["words"] for r in rows], [r["transcript"] for r in rows]) if reader is not None else None,
+        "blinks_per_s": blink_count / seconds,
+        "blink_duration_s": (sum(r["blink_frames"] for r in rows) / blink_count / fps) if blink_count else None,
+    }
+    return {"summary": summary, "clips": rows}
+
+
+def write_results(result: dict[str, Any], out: str | os.PathLike) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = result["clips"]
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    tmp = out.with_name(f".{out.stem}.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out.with_suffix(".csv"))
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(result["summary"], indent=2) + "\n")
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m speechanim.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--real", required=True, type=Path, help="the packed test file")
+    p.add_argument("--generated", type=Path, default=None, help="generated videos (omit for the ground-truth row)")
+    p.add_argument("--lipreader", type=Path, default=None, help="the dataset's lipreader checkpoint (WER)")
+    p.add_argument("--out", required=True, type=Path, help="summary JSON (a per-clip CSV goes beside it)")
+    p.add_argument("--frame-step", type=int, default=1, help="score every k-th frame for FDBM, CPBD, ACD (paper: 1)")
+    p.add_argument("--max-clips", type=int, default=None, help="score the first N test clips only")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.frame_step < 1:
+        p.error("--frame-step must be >= 1")
+    try:
+        result = evaluate(args.real, args.generated, args.lipreader, frame_step=args.frame_step,
+                          max_clips=args.max_clips, progress=not args.no_progress)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"speechanim.evaluate: error: {e}", file=sys.stderr)
+        return 1
+    write_results(result, args.out)
+    print(json.dumps(result["summary"], indent=2), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

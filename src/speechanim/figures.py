@@ -1,0 +1,178 @@
+"""Frame strips like the paper's Figures 4-8, from the test set and the generated videos.
+
+    python -m speechanim.figures --h5 data/packed/<ds>/test.h5 --generated results/<ds>/generated \\
+        --checkpoint results/<ds>/models/full/generator.pt --out results/figures/<ds>
+
+writes, each as PNG:
+
+* ``fig4_l1_vs_full.png``   real frames, the L1-only model and the full model on one test clip (Fig. 4)
+* ``fig5_same_face.png``    one still animated with the audio of clips of other speakers (Fig. 5)
+* ``fig6_same_audio.png``   one clip's audio on the stills of other speakers (Fig. 6)
+* ``fig7_blinks.png``       the generated clip with the most blinks, frames around its first blink (Fig. 7)
+* ``fig8_silence.png``      the leading silence of a clip: real, static baseline, full model (Fig. 8,
+  "the baseline ... in silence": the static model has no temporal context to stay still with)
+
+Generated videos are read from ``<generated>/<variant>.h5`` (:mod:`speechanim.generate`); figures 5
+and 6 run the full model's generator on new (still, audio) pairs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .checkpoint import load_generator  # noqa: E402
+from .generate import clip_noise, generate_batch  # noqa: E402
+from .packing import WholeClips, clip_keys  # noqa: E402
+
+N_COLUMNS = 8
+
+
+def _frames(h5: h5py.File, key: str) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 frames of a clip (packed or generated file)."""
+    return h5[key]["frames"][()].transpose(0, 2, 3, 1)
+
+
+def strip(rows: list[tuple[str, np.ndarray]], columns: list[int], title: str, out: Path, fps: float = 25.0) -> Path:
+    """Save a grid: one labelled row per ``(label, frames)``, the frames at ``columns``."""
+    n_rows, n_cols = len(rows), len(columns)
+    h, w = rows[0][1].shape[1:3]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols * w / h + 1.2, 1.15 * n_rows + 0.4), squeeze=False)
+    for r, (label, frames) in enumerate(rows):
+        for c, k in enumerate(columns):
+            ax = axes[r][c]
+            ax.imshow(frames[min(k, len(frames) - 1)])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+            if r == n_rows - 1:
+                ax.set_xlabel(f"{k / fps:.2f} s", fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def spaced(n_frames: int, n: int = N_COLUMNS, start: int = 0) -> list[int]:
+    return [int(round(v)) for v in np.linspace(start, n_frames - 1, n)]
+
+
+def first_per_speaker(keys: list[str]) -> list[str]:
+    """The first clip of every speaker (real clips only, no mirror images)."""
+    seen: dict[str, str] = {}
+    for key in keys:
+        speaker, utt = key.split("/")
+        if not utt.endswith("_mirror"):
+            seen.setdefault(speaker, key)
+    return list(seen.values())
+
+
+@torch.no_grad()
+def animate_pairs(checkpoint: Path, data: WholeClips, pairs: list[tuple[int, int]], seed: int = 0) -> list[np.ndarray]:
+    """Generate one video per ``(still clip index, audio clip index)`` pair with the same noise."""
+    generator, _ = load_generator(checkpoint)
+    dev = next(generator.parameters()).device
+    stills, audio, noise = [], [], []
+    for i_still, i_audio in pairs:
+        a = data[i_audio]["audio"]
+        stills.append(data[i_still]["still"])
+        audio.append(a.to(dev))
+        noise.append(clip_noise(generator, len(a), seed).to(dev))
+    frames = generate_batch(generator, torch.stack(stills).to(dev), audio, noise)
+    return [f.cpu().numpy().transpose(0, 2, 3, 1) for f in frames]
+
+
+def blink_clip(generated: Path, fps: float) -> tuple[str, int] | None:
+    """The generated clip with the most blinks and the frame its first blink starts at."""
+    from .metrics.blinks import blinks_from_frames
+
+    best = None
+    with h5py.File(generated, "r") as h5:
+        for key in clip_keys(h5):
+            blinks = blinks_from_frames(_frames(h5, key), fps).blinks
+            if blinks and (best is None or len(blinks) > best[0]):
+                best = (len(blinks), key, blinks[0][0])
+    return None if best is None else (best[1], best[2])
+
+
+def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *, seed: int = 0) -> list[Path]:
+    data = WholeClips(h5_path)
+    keys = data.reader.keys
+    if not keys:
+        raise ValueError(f"{h5_path}: no clips")
+    fps = 25.0
+    written: list[Path] = []
+    with h5py.File(h5_path, "r") as real:
+        key = keys[0]
+        fps = float(real[key].attrs["fps"])
+        gt = _frames(real, key)
+        cols = spaced(len(gt))
+        variants = {v: generated / f"{v}.h5" for v in ("l1", "l1_advimg", "full", "static")}
+        have = {v: p for v, p in variants.items() if p.is_file()}
+
+        def gen(variant: str, k: str) -> np.ndarray:
+            with h5py.File(have[variant], "r") as h5:
+                return _frames(h5, k)
+
+        if {"l1", "full"} <= have.keys():
+            written.append(strip([("real", gt), ("L1", gen("l1", key)), ("L1+Adv_img+Adv_seq", gen("full", key))],
+                                 cols, f"{key}: L1 only vs the full model (cf. paper Fig. 4)", out / "fig4_l1_vs_full.png", fps))
+        others = first_per_speaker(keys)
+        index = {k: i for i, k in enumerate(keys)}
+        if len(others) >= 2:
+            chosen = [index[k] for k in others[:4]]
+            videos = animate_pairs(checkpoint, data, [(chosen[0], j) for j in chosen], seed)
+            rows = [(f"audio {keys[j]}", v) for j, v in zip(chosen, videos)]
+            written.append(strip(rows, cols, f"the still of {keys[chosen[0]]} with different audio (cf. Fig. 5)",
+                                 out / "fig5_same_face.png", fps))
+            videos = animate_pairs(checkpoint, data, [(j, chosen[0]) for j in chosen], seed)
+            rows = [("real", _frames(real, keys[chosen[0]]))] + [(f"face {keys[j].split('/')[0]}", v) for j, v in zip(chosen, videos)]
+            written.append(strip(rows, cols, f"the audio of {keys[chosen[0]]} on different faces (cf. Fig. 6)",
+                                 out / "fig6_same_audio.png", fps))
+        if "full" in have:
+            found = blink_clip(have["full"], fps)
+            if found is not None:
+                bkey, start = found
+                frames = gen("full", bkey)
+                lo = max(0, min(start - 3, len(frames) - N_COLUMNS))
+                written.append(strip([("full model", frames)], list(range(lo, lo + N_COLUMNS)),
+                                     f"{bkey}: a generated blink (cf. Fig. 7)", out / "fig7_blinks.png", fps))
+        if {"static", "full"} <= have.keys():
+            written.append(strip([("real", gt), ("static baseline", gen("static", key)), ("full model", gen("full", key))],
+                                 list(range(0, 2 * N_COLUMNS, 2)),
+                                 f"{key}: the first {2 * N_COLUMNS / fps:.2f} s, the silence before speech (cf. Fig. 8)",
+                                 out / "fig8_silence.png", fps))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m speechanim.figures", description=__doc__.split("\n\n")[0])
+    p.add_argument("--h5", required=True, type=Path, help="the packed test file")
+    p.add_argument("--generated", required=True, type=Path, help="folder of <variant>.h5 generated files")
+    p.add_argument("--checkpoint", required=True, type=Path, help="the full model's generator.pt")
+    p.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        written = make_figures(args.h5, args.generated, args.checkpoint, args.out, seed=args.seed)
+    except (OSError, ValueError) as e:
+        print(f"speechanim.figures: error: {e}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+# Training (paper 3.3): one job per dataset x variant, and the lipreader that scores WER (paper 4.2).
+# A job killed mid-training resumes from results/<dataset>/models/<variant>/work/last.pt when rerun.
+
+
+rule train:
+    """The temporal GAN (full, l1, l1_advimg) or the static baseline, on one dataset."""
+    input:
+        train=lambda wc: packed(wc.dataset, "train"),
+        val=lambda wc: packed(wc.dataset, "val"),
+    output:
+        f"{RESULTS}/{{dataset}}/models/{{variant}}/generator.pt",
+        f"{RESULTS}/{{dataset}}/models/{{variant}}/history.csv",
+        f"{RESULTS}/{{dataset}}/models/{{variant}}/losses.png",
+    wildcard_constraints:
+        variant="l1|l1_advimg|full|static",
+    params:
+        model=model_json,
+        training=json.dumps(config["training"], sort_keys=True),
+    log:
+        f"{LOGS}/train/{{dataset}}/{{variant}}.log",
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=2880,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m speechanim.train --dataset {wildcards.dataset} --variant {wildcards.variant}"
+        " --train {input.train} --val {input.val} --out {RESULTS}/{wildcards.dataset}/models/{wildcards.variant}"
+        " --model '{params.model}' --training '{params.training}' 2> {log}"
+
+
+rule lipreader:
+    """A LipNet-style lipreader trained on the dataset's real training videos (no pretrained one is available offline)."""
+    input:
+        train=lambda wc: packed(wc.dataset, "train"),
+        val=lambda wc: packed(wc.dataset, "val"),
+    output:
+        f"{RESULTS}/{{dataset}}/lipreader.pt",
+    params:
+        cfg=json.dumps(config["lipreader"], sort_keys=True),
+    log:
+        f"{LOGS}/train/{{dataset}}/lipreader.log",
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=1440,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m speechanim.lipreader train --train {input.train} --val {input.val}"
+        " --out {output} --config '{params.cfg}' 2> {log}"
