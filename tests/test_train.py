@@ -20,6 +20,7 @@ from speechanim.losses import (
     Batch,
     GANLoss,
     discriminator_bce,
+    frame_l1,
     generator_bce,
     lower_half_l1,
     sample_frame_indices,
@@ -155,7 +156,9 @@ def test_gan_loss_terms_follow_the_variant():
     l1 = lower_half_l1(fake, batch.real).item()
 
     total, parts = GANLoss("l1").generator(batch, fake)
-    assert set(parts) == {"g_l1", "g_total"} and total.item() == pytest.approx(400 * l1, rel=1e-6)
+    whole = frame_l1(fake, batch.real).item()  # the L1-only model: L1 on the entire frame (paper Fig. 4a)
+    assert whole != pytest.approx(l1, rel=1e-3)
+    assert set(parts) == {"g_l1", "g_total"} and total.item() == pytest.approx(400 * whole, rel=1e-6)
     total, parts = GANLoss("full", d_img, d_seq).generator(batch, fake)
     assert set(parts) == {"g_l1", "g_adv_img", "g_adv_seq", "g_total"}
     assert total.item() == pytest.approx(400 * l1 + parts["g_adv_img"].item() + parts["g_adv_seq"].item(), rel=1e-5)

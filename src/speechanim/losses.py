@@ -24,7 +24,10 @@ Implementation notes:
   against a mean L1 on [-1, 1] images is the usual pix2pix-style weighting.
 
 Which terms a model is trained with depends on its variant (paper, Table 2 and section 4.4):
-:data:`VARIANT_TERMS`.
+:data:`VARIANT_TERMS`.  The ``l1`` variant (Table 2's "L1 loss" row) applies the L1 loss to the
+**entire frame**: Figure 4 shows that model as "(a) L1 loss on entire frame", and Table 2 credits it
+with the best PSNR and SSIM, which a model with no loss at all on the upper half of the face could
+not reach.  Every adversarial variant uses equation 2's lower-half L1 (:data:`VARIANT_L1`).
 """
 from __future__ import annotations
 
@@ -47,6 +50,17 @@ VARIANT_TERMS: dict[str, tuple[str, ...]] = {
     "full": ("img", "seq"),
     "static": ("img",),
 }
+
+#: Where each variant's L1 loss applies: the entire frame for the L1-only model (paper, Fig. 4a),
+#: the lower half (equation 2) for the others.
+VARIANT_L1: dict[str, str] = {"l1": "frame", "l1_advimg": "lower_half", "full": "lower_half", "static": "lower_half"}
+
+
+def frame_l1(fake: Tensor, real: Tensor) -> Tensor:
+    """Mean absolute difference over the entire frames (the ``l1`` variant, paper Fig. 4a)."""
+    if fake.shape != real.shape:
+        raise ValueError(f"generated frames {tuple(fake.shape)} and real frames {tuple(real.shape)} differ in shape")
+    return (fake - real).abs().mean()
 
 
 def lower_half_l1(fake: Tensor, real: Tensor) -> Tensor:
@@ -109,6 +123,7 @@ class GANLoss:
         if variant not in VARIANT_TERMS:
             raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANT_TERMS)}")
         self.terms = VARIANT_TERMS[variant]
+        self.l1 = frame_l1 if VARIANT_L1[variant] == "frame" else lower_half_l1
         for term, net in (("img", frame_disc), ("seq", seq_disc)):
             if (term in self.terms) != (net is not None):
                 need = "needs" if term in self.terms else "does not use"
@@ -148,7 +163,7 @@ class GANLoss:
         ``frame_disc`` / ``seq_disc`` override the discriminators for this call (the trainer passes
         the unwrapped modules under DistributedDataParallel, since their gradients are not wanted).
         """
-        parts = {"g_l1": lower_half_l1(fake, batch.real)}
+        parts = {"g_l1": self.l1(fake, batch.real)}
         total = self.lambda_l1 * parts["g_l1"]
         if "img" in self.terms:
             d = frame_disc or self.frame_disc
@@ -163,5 +178,5 @@ class GANLoss:
         return total, {k: v.detach() for k, v in parts.items()}
 
 
-__all__ = ["LAMBDA_L1", "VARIANT_TERMS", "lower_half_l1", "sample_frame_indices", "sample_frames",
+__all__ = ["LAMBDA_L1", "VARIANT_L1", "VARIANT_TERMS", "frame_l1", "lower_half_l1", "sample_frame_indices", "sample_frames",
            "discriminator_bce", "generator_bce", "Batch", "GANLoss"]
