@@ -21,6 +21,3 @@ rule all:
     default_target: True
     input:
         f"{RESULTS}/table3.csv",
-        f"{RESULTS}/table1.csv",
-        [f"{RESULTS}/{dataset}/skipped.tsv" for dataset in RUN_DATASETS],
-        [f"{RESULTS}/synthgrid/samples.png"] if "synthgrid" in RUN_DATASETS else [],

@@ -78,3 +78,20 @@ def test_write_video_rejects_bad_frames(tmp_path):
     with pytest.raises(ValueError, match="uint8"):
         media.write_video(tmp_path / "f.mp4", np.zeros((2, 128, 96, 3), np.float32), 25)
     assert not list(tmp_path.iterdir())
+
+
+def test_read_video_resamples_the_frame_rate(tmp_path):
+    from speechanim.media import read_video, write_video
+
+    frames = np.zeros((30, 48, 64, 3), np.uint8)
+    for k in range(30):
+        frames[k, :, : 2 * k + 2] = 255  # a bar that grows by 2 columns a frame: its width tells the frame
+    path = write_video(tmp_path / "thirty.mp4", frames, 30.0, np.zeros(16000, np.float32), 16000)
+    same, fps = read_video(path)
+    assert fps == pytest.approx(30.0) and len(same) == 30
+    out, fps = read_video(path, fps=25.0)
+    assert fps == 25.0 and len(out) == 25  # one second at 25 fps
+    widths = (out[:, 24, :, 0] > 127).sum(1)
+    shown = np.round((widths - 2) / 2).astype(int)  # which source frame each output frame shows
+    times = np.arange(25) / 25.0
+    assert np.all(np.abs(shown / 30.0 - times) <= 1 / 30.0 + 1e-9)

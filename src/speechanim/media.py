@@ -98,18 +98,24 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(path, n_frames, fps, width, height, n_frames / fps, audio is not None, rate, channels)
 
 
-def read_video(path: str | os.PathLike, *, strict: bool = True) -> tuple[np.ndarray, float]:
+def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | None = None) -> tuple[np.ndarray, float]:
     """Decode every frame of a video as ``(T, H, W, 3)`` uint8 RGB; also return its fps.
 
     With ``strict`` (the default) any decoder error, as a truncated or damaged file gives, raises
-    :class:`MediaError` instead of returning the frames ffmpeg managed to salvage.
+    :class:`MediaError` instead of returning the frames ffmpeg managed to salvage.  With ``fps``, a
+    video at another rate is resampled to it on decode (ffmpeg's ``fps`` filter: frames dropped or
+    repeated at the nearest time), and ``fps`` is returned.
     """
     info = probe(path)
     path = info.path
+    stream = ffmpeg.input(str(path)).video
+    out_fps = info.fps
+    if fps is not None and abs(fps - info.fps) > 1e-3:
+        stream, out_fps = stream.filter("fps", fps=fps), float(fps)
     try:
         out, err = (
-            ffmpeg.input(str(path))
-            .output("pipe:", format="rawvideo", pix_fmt="rgb24", map="0:v:0")
+            stream
+            .output("pipe:", format="rawvideo", pix_fmt="rgb24")
             .global_args("-v", "error", "-nostdin")
             .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
         )
@@ -122,7 +128,7 @@ def read_video(path: str | os.PathLike, *, strict: bool = True) -> tuple[np.ndar
     if len(out) == 0 or len(out) % frame_bytes:
         raise MediaError(f"{path}: decoded {len(out)} bytes, not a whole number of {info.width}x{info.height} frames")
     frames = np.frombuffer(out, np.uint8).reshape(-1, info.height, info.width, 3)
-    return frames, info.fps
+    return frames, out_fps
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True) -> np.ndarray:

@@ -12,7 +12,7 @@ the Snakemake rules call::
 
     python -m speechanim.preprocess align --raw data/raw/<ds>/<speaker> --out data/aligned/<ds>/<speaker>.h5 \\
         --skipped results/<ds>/skipped/<speaker>.tsv [--size 128 96] [--sample-rate 16000] \\
-        [--smooth-window 7] [--max-gap 5] [--min-frames 25]
+        [--smooth-window 7] [--max-gap 5] [--min-frames 25] [--fps 25]
     python -m speechanim.preprocess split --dataset <ds> --speakers s1 s2 ... --out results/<ds>/split.tsv \\
         [--ratios 0.5 0.2 0.3] [--seed 0] [--recommended-test 13F ... --val 15F ...] [--exclude ...]
     python -m speechanim.preprocess pack --split results/<ds>/split.tsv --part train|val|test [--mirror] \\
@@ -116,6 +116,7 @@ class AlignJob:
     align: AlignConfig = AlignConfig()
     sample_rate: int = DEFAULT_SAMPLE_RATE
     min_frames: int = DEFAULT_MIN_FRAMES
+    fps: float | None = None  # resample videos at another rate to this one (None: keep each video's)
 
 
 @dataclass
@@ -158,7 +159,7 @@ def load_clip(speaker_dir: str | os.PathLike, utt: Utterance, job: AlignJob = Al
     speaker_dir = Path(speaker_dir)
     video = speaker_dir / utt.video
     try:
-        frames, fps = read_video(video)
+        frames, fps = read_video(video, fps=job.fps)
         n = len(frames)
         if n < job.min_frames:
             raise SkipClip(f"{video}: only {n} frames (at least {job.min_frames} needed)")
@@ -409,6 +410,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="frames the stable landmarks are averaged over (default 7, as the authors)")
     a.add_argument("--max-gap", type=int, default=AlignConfig.max_gap,
                    help="longest run of frames without a face that is interpolated (default 5)")
+    a.add_argument("--fps", type=float, default=None,
+                   help="resample videos at another frame rate to this one (e.g. TCD-TIMIT's 30 fps to 25)")
     a.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, help="skip shorter clips (default 25)")
 
     s = sub.add_parser("split", help="speaker-independent train/val/test split")
@@ -440,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "align":
             job = AlignJob(AlignConfig(size=tuple(args.size), smooth_window=args.smooth_window, max_gap=args.max_gap),
-                           args.sample_rate, args.min_frames)
+                           args.sample_rate, args.min_frames, args.fps)
             r = align_speaker(args.raw, args.out, args.skipped, job)
             reasons = Counter(v.split(": ", 1)[-1][:60] for v in r.skipped.values())
             print(f"{r.speaker}: {r.clips} clips ({r.frames} frames) in {args.out}, {len(r.skipped)} skipped"

@@ -77,7 +77,10 @@ rule table3:
         expand(f"{RESULTS}/{{dataset}}/metrics/{{method}}.json", dataset=RUN_DATASETS, method=["full", "static"]),
         f"{RESULTS}/table2.csv",
         f"{RESULTS}/table1.csv",
-        expand(f"{RESULTS}/figures/{{dataset}}/fig4_l1_vs_full.png", dataset=RUN_DATASETS[:1]),
+        expand(f"{RESULTS}/figures/{{dataset}}/fig4_l1_vs_full.png", dataset=RUN_DATASETS),
+        # the main job also leaves the skip lists and, for the embedded corpus, its sample figure
+        expand(f"{RESULTS}/{{dataset}}/skipped.tsv", dataset=RUN_DATASETS),
+        [f"{RESULTS}/synthgrid/samples.png"] if "synthgrid" in RUN_DATASETS else [],
     output:
         f"{RESULTS}/table3.csv",
     params:

@@ -24,7 +24,7 @@ rule align_speaker:
         "python -m speechanim.preprocess align --raw {DATA}/raw/{wildcards.dataset}/{wildcards.speaker}"
         " --out {output.h5} --skipped {output.skipped} --size {params.size}"
         " --sample-rate {params.pre[sample_rate]} --smooth-window {params.pre[smooth_window]}"
-        " --max-gap {params.pre[max_gap]} 2> {log}"
+        " --max-gap {params.pre[max_gap]} --fps {params.pre[fps]} 2> {log}"
 
 
 rule skip_list:
