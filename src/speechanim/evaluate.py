@@ -12,12 +12,14 @@ first aligned frame, the one the generator was given):
 * PSNR, SSIM (:mod:`speechanim.metrics.quality`) -- N/A for the ground-truth row
 * FDBM, CPBD sharpness, ACD identity distance (dlib's ResNet face descriptor, not OpenFace)
 * the lipreader's transcript, scored as WER over all test words
-* blink count and durations (eye aspect ratio from mediapipe landmarks)
+* blink count and durations (eye aspect ratio from mediapipe landmarks); a video in which
+  mediapipe finds no face at all has no blink values, and the blink rate and duration are over the
+  ``blink_clips`` videos that have them
 
 Each per-video value is the mean over frames (every ``frame_step``-th frame for the sharpness and
 identity metrics; the paper uses every frame, ``frame_step: 1``), and the reported value the mean
-over videos (WER: word errors over all words).  ``max_clips`` scores the first N test clips only
-(the same N for every method).  A per-clip CSV is written beside the JSON.
+over videos (WER: word errors over all words).  ``max_clips`` scores N test clips spread evenly
+over the sorted keys (the same clips for every method).  A per-clip CSV is written beside the JSON.
 """
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ def _frames(h5: h5py.File, key: str) -> np.ndarray:
 
 def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step: int) -> dict[str, Any]:
     """Every per-video metric of one clip; ``fake`` None scores the real video (ground truth)."""
+    from .align import detect_landmarks
     from .metrics.acd import acd
-    from .metrics.blinks import blinks_from_frames
+    from .metrics.blinks import blinks_from_landmarks, eye_aspect_ratio
     from .metrics.cpbd import cpbd_video
     from .metrics.fdbm import fdbm_video
     from .metrics.quality import video_quality
@@ -63,9 +66,13 @@ def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step
     row["fdbm"] = fdbm_video(sub)
     row["cpbd"] = cpbd_video(sub)
     row["acd"] = acd(real[0], video, frame_step=frame_step)
-    blinks = blinks_from_frames(video, fps)
-    row["blinks"] = blinks.count
-    row["blink_frames"] = int(sum(b - a for a, b in blinks.blinks))
+    landmarks, _ = detect_landmarks(video, video=True)
+    if np.isfinite(eye_aspect_ratio(landmarks)).any():
+        blinks = blinks_from_landmarks(landmarks, fps)
+        row["blinks"] = blinks.count
+        row["blink_frames"] = int(sum(b - a for a, b in blinks.blinks))
+    else:  # mediapipe finds no face in any frame (e.g. a failed model): blinks cannot be measured
+        row["blinks"] = row["blink_frames"] = None
     row["seconds"] = len(video) / fps
     return row
 
@@ -75,10 +82,14 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
     """Score one method (``generated_path``) or the ground truth (``None``) on a packed test file."""
     from .lipreader import LipReader, wer
 
+    if frame_step < 1:
+        raise EvaluationError(f"frame_step must be >= 1, got {frame_step}")
+    if max_clips is not None and max_clips < 1:
+        raise EvaluationError(f"max_clips must be >= 1 (None: every clip), got {max_clips}")
     with h5py.File(real_path, "r") as real:
         keys = [k for k in clip_keys(real) if not k.endswith("_mirror")]
-        if max_clips:
-            keys = keys[:max_clips]
+        if max_clips and len(keys) > max_clips:  # evenly spread, so that every test speaker counts
+            keys = [keys[int(i)] for i in np.linspace(0, len(keys) - 1, max_clips).round()]
         if not keys:
             raise EvaluationError(f"{real_path}: no test clips")
         fake = h5py.File(generated_path, "r") if generated_path else None
@@ -94,7 +105,10 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
                 fps = float(g.attrs["fps"])
                 real_frames = _frames(real, key)
                 fake_frames = _frames(fake, key) if fake is not None else None
-                row = {"key": key, "words": str(g.attrs["words"])}
+                if fake_frames is not None and fake_frames.shape != real_frames.shape:
+                    raise EvaluationError(f"{generated_path}: clip {key} has frames {fake_frames.shape} (T, H, W, 3) "
+                                          f"but the real clip in {real_path} has {real_frames.shape}")
+                row = {"key": key, "words": str(g.attrs["words"]), "fps": fps}
                 row.update(score_clip(real_frames, fake_frames, fps, frame_step))
                 if reader is not None:
                     row["transcript"] = reader.transcribe(real_frames if fake_frames is None else fake_frames)
@@ -107,8 +121,11 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
         values = [r[name] for r in rows if name in r and np.isfinite(r[name])]
         return float(np.mean(values)) if values else None
 
-    seconds = sum(r["seconds"] for r in rows)
-    blink_count = sum(r["blinks"] for r in rows)
+    # blinks over the clips where mediapipe found a face (a video without one has no measurable blinks)
+    measured = [r for r in rows if r["blinks"] is not None]
+    seconds = sum(r["seconds"] for r in measured)
+    blink_count = sum(r["blinks"] for r in measured)
+    blink_seconds = sum(r["blink_frames"] / r["fps"] for r in measured)
     summary: dict[str, Any] = {
         "real": str(real_path),
         "generated": str(generated_path) if generated_path else None,
@@ -120,8 +137,9 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
         "cpbd": mean("cpbd"),
         "acd": mean("acd"),
         "wer": wer([r["words"] for r in rows], [r["transcript"] for r in rows]) if reader is not None else None,
-        "blinks_per_s": blink_count / seconds,
-        "blink_duration_s": (sum(r["blink_frames"] for r in rows) / blink_count / fps) if blink_count else None,
+        "blinks_per_s": blink_count / seconds if measured else None,
+        "blink_duration_s": blink_seconds / blink_count if blink_count else None,
+        "blink_clips": len(measured),
     }
     return {"summary": summary, "clips": rows}
 
@@ -150,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lipreader", type=Path, default=None, help="the dataset's lipreader checkpoint (WER)")
     p.add_argument("--out", required=True, type=Path, help="summary JSON (a per-clip CSV goes beside it)")
     p.add_argument("--frame-step", type=int, default=1, help="score every k-th frame for FDBM, CPBD, ACD (paper: 1)")
-    p.add_argument("--max-clips", type=int, default=None, help="score the first N test clips only")
+    p.add_argument("--max-clips", type=int, default=None, help="score N test clips spread evenly over the file (default all)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.frame_step < 1:
         p.error("--frame-step must be >= 1")
+    if args.max_clips is not None and args.max_clips < 1:
+        p.error("--max-clips must be >= 1 (leave it out for every clip)")
     try:
         result = evaluate(args.real, args.generated, args.lipreader, frame_step=args.frame_step,
                           max_clips=args.max_clips, progress=not args.no_progress)

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 from .checkpoint import load_generator  # noqa: E402
 from .generate import clip_noise, generate_batch  # noqa: E402
+from .models import Generator, device as default_device  # noqa: E402
 from .packing import WholeClips, clip_keys  # noqa: E402
 
 N_COLUMNS = 8
@@ -79,9 +80,14 @@ def first_per_speaker(keys: list[str]) -> list[str]:
 
 
 @torch.no_grad()
-def animate_pairs(checkpoint: Path, data: WholeClips, pairs: list[tuple[int, int]], seed: int = 0) -> list[np.ndarray]:
-    """Generate one video per ``(still clip index, audio clip index)`` pair with the same noise."""
-    generator, _ = load_generator(checkpoint)
+def animate_pairs(generator: Generator | Path, data: WholeClips, pairs: list[tuple[int, int]], seed: int = 0) -> list[np.ndarray]:
+    """Generate one video per ``(still clip index, audio clip index)`` pair with the same noise.
+
+    ``generator``: a loaded generator or its checkpoint (loaded on CUDA when there is a GPU);
+    ``data`` must cut audio windows of the generator's length (``window_s=cfg.audio_window_s``).
+    """
+    if not isinstance(generator, Generator):
+        generator, _ = load_generator(generator, map_location=default_device())
     dev = next(generator.parameters()).device
     stills, audio, noise = [], [], []
     for i_still, i_audio in pairs:
@@ -95,19 +101,31 @@ def animate_pairs(checkpoint: Path, data: WholeClips, pairs: list[tuple[int, int
 
 def blink_clip(generated: Path, fps: float) -> tuple[str, int] | None:
     """The generated clip with the most blinks and the frame its first blink starts at."""
-    from .metrics.blinks import blinks_from_frames
+    from .align import detect_landmarks
+    from .metrics.blinks import blinks_from_landmarks, eye_aspect_ratio
 
     best = None
     with h5py.File(generated, "r") as h5:
         for key in clip_keys(h5):
-            blinks = blinks_from_frames(_frames(h5, key), fps).blinks
+            landmarks, _ = detect_landmarks(_frames(h5, key), video=True)
+            if not np.isfinite(eye_aspect_ratio(landmarks)).any():
+                continue  # mediapipe finds no face in this clip (a failed model): no blink to show
+            blinks = blinks_from_landmarks(landmarks, fps).blinks
             if blinks and (best is None or len(blinks) > best[0]):
                 best = (len(blinks), key, blinks[0][0])
     return None if best is None else (best[1], best[2])
 
 
 def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *, seed: int = 0) -> list[Path]:
-    data = WholeClips(h5_path)
+    """Write the figures whose inputs exist (see the module docstring); returns the PNGs written.
+
+    Figures 4, 7 and 8 need ``<generated>/{l1,full,static}.h5``; 5 and 6 need two speakers.
+    """
+    h5_path, generated, out = Path(h5_path), Path(generated), Path(out)
+    if not generated.is_dir():
+        raise ValueError(f"{generated}: no such folder of generated videos (<variant>.h5)")
+    generator, _ = load_generator(checkpoint, map_location=default_device())
+    data = WholeClips(h5_path, window_s=generator.cfg.audio_window_s)
     keys = data.reader.keys
     if not keys:
         raise ValueError(f"{h5_path}: no clips")
@@ -123,6 +141,8 @@ def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *,
 
         def gen(variant: str, k: str) -> np.ndarray:
             with h5py.File(have[variant], "r") as h5:
+                if k not in h5:
+                    raise ValueError(f"{have[variant]}: has no generated clip {k} of {h5_path}")
                 return _frames(h5, k)
 
         if {"l1", "full"} <= have.keys():
@@ -132,11 +152,11 @@ def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *,
         index = {k: i for i, k in enumerate(keys)}
         if len(others) >= 2:
             chosen = [index[k] for k in others[:4]]
-            videos = animate_pairs(checkpoint, data, [(chosen[0], j) for j in chosen], seed)
+            videos = animate_pairs(generator, data, [(chosen[0], j) for j in chosen], seed)
             rows = [(f"audio {keys[j]}", v) for j, v in zip(chosen, videos)]
             written.append(strip(rows, cols, f"the still of {keys[chosen[0]]} with different audio (cf. Fig. 5)",
                                  out / "fig5_same_face.png", fps))
-            videos = animate_pairs(checkpoint, data, [(j, chosen[0]) for j in chosen], seed)
+            videos = animate_pairs(generator, data, [(j, chosen[0]) for j in chosen], seed)
             rows = [("real", _frames(real, keys[chosen[0]]))] + [(f"face {keys[j].split('/')[0]}", v) for j, v in zip(chosen, videos)]
             written.append(strip(rows, cols, f"the audio of {keys[chosen[0]]} on different faces (cf. Fig. 6)",
                                  out / "fig6_same_audio.png", fps))

@@ -93,9 +93,13 @@ def metric_cells(summary: dict) -> dict[str, str]:
 def read_summary(metrics_dir: str | os.PathLike, name: str) -> dict:
     path = Path(metrics_dir) / f"{name}.json"
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read the metrics summary ({e})") from e
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path}: not a metrics summary (a JSON object of speechanim.evaluate), "
+                         f"holds a JSON {type(summary).__name__}")
+    return summary
 
 
 def table2_rows(metrics_dir: str | os.PathLike) -> list[dict[str, str]]:

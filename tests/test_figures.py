@@ -1,0 +1,152 @@
+"""Frame strips like the paper's Figures 4-8 (speechanim.figures) from a packed test file of real GRID
+clips, generated files in speechanim.generate's format and a tiny untrained generator."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imread
+
+from speechanim.checkpoint import load_generator, model_config_dict, save_checkpoint
+from speechanim.figures import animate_pairs, blink_clip, first_per_speaker, main, make_figures, spaced
+from speechanim.generate import clip_noise, generate_file, to_uint8
+from speechanim.models import Generator, ModelConfig
+from speechanim.packing import WholeClips
+
+from test_evaluate import KEYS, N_FRAMES, RATE, SIZE, noisy, real_frames, shared_packed, write_generated
+
+ALL_FIGURES = ["fig4_l1_vs_full.png", "fig5_same_face.png", "fig6_same_audio.png", "fig7_blinks.png",
+               "fig8_silence.png"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _checkpoint(path, window_s: float = 0.16):
+    """A tiny untrained generator at the GRID frame size, its batch-norm statistics gathered on random
+    inputs so that the frames have contrast (as in test_generate.py)."""
+    cfg = ModelConfig(image_size=SIZE, width=0.125, sample_rate=RATE, audio_window_s=window_s)
+    torch.manual_seed(0)
+    g = Generator(cfg)
+    for m in g.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
+    with torch.no_grad():
+        for _ in range(2):
+            g(torch.rand(2, 3, *SIZE) * 2 - 1, 0.3 * torch.randn(2, 10, cfg.window))
+    save_checkpoint(path, {"model_config": model_config_dict(cfg), "generator": g.state_dict(), "variant": "full",
+                           "dataset": "test", "epoch": 0})
+    return path
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("figures")
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory, grid_mini):
+    return shared_packed(tmp_path_factory, grid_mini)
+
+
+@pytest.fixture(scope="module")
+def ckpt(root):
+    return _checkpoint(root / "generator.pt")
+
+
+@pytest.fixture(scope="module")
+def generated(root, packed):
+    """l1, full and static 'generated' files: the real frames with noise (full keeps brbk7n's real blink)."""
+    real = real_frames(packed)
+    folder = root / "generated"
+    for n, variant in enumerate(("l1", "full", "static")):
+        write_generated(folder / f"{variant}.h5", {k: noisy(real[k], 10 * n + i) for i, k in enumerate(KEYS)}, variant)
+    return folder
+
+
+def _image(path):
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    return image[..., :3]
+
+
+def test_helpers_pick_columns_and_one_clip_per_speaker():
+    assert spaced(20) == [0, 3, 5, 8, 11, 14, 16, 19] and spaced(75)[-1] == 74
+    assert first_per_speaker(["s1/a", "s1/a_mirror", "s1/b", "s2/c_mirror", "s2/d", "s3/e"]) == ["s1/a", "s2/d", "s3/e"]
+
+
+def test_cli_writes_every_figure_as_a_valid_image(packed, ckpt, generated, root, capsys):
+    out = root / "figs"
+    assert main(["--h5", str(packed), "--generated", str(generated), "--checkpoint", str(ckpt),
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ALL_FIGURES
+    assert capsys.readouterr().err.split() == [str(out / name) for name in ALL_FIGURES]
+    images = {p.name[:4]: _image(p) for p in out.iterdir()}
+    for name, image in images.items():
+        h, w, _ = image.shape
+        assert 500 <= w <= 1500 and 100 <= h <= 800, (name, image.shape)
+        assert image.std() > 0.1 and (image.mean(axis=2) < 0.9).mean() > 0.2  # frames drawn, not a blank page
+    heights = {name: image.shape[0] for name, image in images.items()}
+    # one row per strip: fig7 the full model only; fig4 / fig8 real, two models; fig5 three speakers'
+    # audio; fig6 the real video and three faces
+    assert heights["fig7"] < heights["fig4"] == heights["fig8"] == heights["fig5"] < heights["fig6"]
+
+
+def test_blink_clip_finds_the_real_blink(generated):
+    assert blink_clip(generated / "full.h5", 25.0) == ("s1/brbk7n", pytest.approx(11, abs=1))
+
+
+def test_animate_pairs_takes_the_still_of_one_clip_and_the_audio_of_another(packed, ckpt):
+    generator, _ = load_generator(ckpt)
+    data = WholeClips(packed)
+    keys = data.reader.keys
+    i, j = keys.index("s2/lwbsza"), keys.index("s3/sbia1a")
+    videos = animate_pairs(generator, data, [(i, j), (j, j), (i, j)], seed=3)
+    assert all(v.shape == (N_FRAMES, *SIZE, 3) and v.dtype == np.uint8 for v in videos)
+    def diff(a, b):
+        return np.abs(a.astype(int) - b).max()
+
+    assert diff(videos[0], videos[2]) <= 1  # the same noise for every pair (batched float rounding aside)
+    assert np.abs(videos[0].astype(int) - videos[1]).mean() > 2  # another still
+    noise = clip_noise(generator, N_FRAMES, 3)
+    with torch.no_grad():
+        expected = to_uint8(generator(data[i]["still"][None], data[j]["audio"][None], noise[None])[0])
+    assert diff(expected.numpy().transpose(0, 2, 3, 1), videos[0]) <= 1
+    assert diff(animate_pairs(ckpt, data, [(i, j)], seed=3)[0], videos[0]) <= 1  # from a checkpoint path too
+
+
+def test_a_failed_model_with_another_audio_window(packed, root):
+    """A model of 0.2 s windows (its audio windows must be cut at 0.2 s) whose videos show no face:
+    figures 5 and 6 come out, no blink is found (and nothing fails); 4 and 8 need l1 and static."""
+    ckpt = _checkpoint(root / "g200.pt", window_s=0.2)
+    folder = root / "failed"
+    generate_file(ckpt, packed, folder / "full.h5", progress=False)
+    written = make_figures(packed, folder, ckpt, root / "failed_figs")
+    assert [p.name for p in written] == ["fig5_same_face.png", "fig6_same_audio.png"]
+    for p in written:
+        _image(p)
+
+
+def test_clear_errors(packed, ckpt, generated, root, capsys):
+    args = ["--h5", str(packed), "--checkpoint", str(ckpt), "--out", str(root / "err")]
+    assert main(args + ["--generated", str(root / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("speechanim.figures: error: ") and "nowhere: no such folder" in err
+    assert main(["--h5", str(packed), "--generated", str(generated), "--checkpoint", str(root / "none.pt"),
+                 "--out", str(root / "err")]) == 1
+    assert "none.pt: no such checkpoint file" in capsys.readouterr().err
+    partial = root / "partial"
+    real = real_frames(packed)
+    write_generated(partial / "l1.h5", {k: real[k] for k in KEYS[1:]}, "l1")
+    write_generated(partial / "full.h5", {k: real[k] for k in KEYS}, "full")
+    assert main(args + ["--generated", str(partial)]) == 1
+    err = capsys.readouterr().err
+    assert "l1.h5: has no generated clip s1/brbk7n" in err and "Traceback" not in err
+    assert not (root / "err").exists()
