@@ -1,0 +1,305 @@
+"""The LipNet lipreader that scores WER (paper 4.2): error rates, CTC decoding, the mouth box, and a
+tiny model that learns to read real GRID clips of grid-mini, through the Python API and the CLI."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechanim.align import AlignConfig, align_video, load_template
+from speechanim.audio import fit_length
+from speechanim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from speechanim.lipreader import (
+    BLANK,
+    VOCABULARY,
+    LipNet,
+    LipReader,
+    LipReaderConfig,
+    LipReaderError,
+    cer,
+    ctc_greedy_decode,
+    decode_labels,
+    edit_distance,
+    encode_text,
+    history_path,
+    load_mouth_clips,
+    main,
+    mouth_box,
+    mouth_crops,
+    normalise_text,
+    standardise,
+    wer,
+)
+from speechanim.media import read_audio, read_video
+from speechanim.packing import AtomicH5, Clip, write_clip
+
+SIZE = (64, 48)  # small aligned frames keep the test fast; the box scales with the frame
+OVERFIT_CLIPS = ("bbaf2n", "lrwp9a")
+OTHER_CLIPS = ("pwij3p", "sbia1a")
+# A lipreader small enough to memorise two clips in a few seconds of CPU.
+TINY = dict(mouth_size=[16, 24], channels=[8, 16, 24], gru_hidden=128, gru_layers=1, dropout=0.0, lr=0.005,
+            lr_schedule="constant", batch_size=2, epochs=200, patience=200)
+
+
+# ----------------------------------------------------------------------------------------------
+# Error rates and decoding
+
+
+def test_edit_distance_known_pairs():
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance("flaw", "lawn") == 2
+    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3 and edit_distance("", "") == 0
+    assert edit_distance("bin blue at f two now".split(), "bin blue at f two now".split()) == 0
+    assert edit_distance("bin blue at f two now".split(), "bin red at f now".split()) == 2  # 1 sub + 1 del
+    assert edit_distance("a b".split(), "x a b y".split()) == 2  # 2 insertions
+    assert edit_distance([1, 2, 3], [3, 2, 1]) == 2
+
+
+def test_wer_and_cer_on_known_pairs():
+    assert wer(["bin blue at f two now"], ["bin blue at f two now"]) == 0.0
+    assert wer(["bin blue at f two now"], ["bin blue at two now"]) == pytest.approx(1 / 6)
+    assert wer(["bin blue at f two now"], [""]) == 1.0
+    assert wer(["set white"], ["set white with p two soon"]) == pytest.approx(4 / 2)  # insertions count
+    # corpus level: errors and reference words are summed over sentences, not averaged per sentence
+    assert wer(["a b", "c d e f"], ["a x", "c d e f"]) == pytest.approx(1 / 6)
+    # texts are normalised: case, punctuation and spacing do not count
+    assert wer(["Bin BLUE, at f... two now!"], ["bin blue at  f two now"]) == 0.0
+    assert cer(["abc"], ["abd"]) == pytest.approx(1 / 3)
+    assert cer(["bin now"], ["bin"]) == pytest.approx(4 / 7)  # " now" deleted, space included
+    with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
+        wer(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="no words"):
+        wer([""], ["a"])
+    with pytest.raises(TypeError):
+        wer("bin blue", "bin blue")
+
+
+def test_text_encoding_round_trip():
+    assert normalise_text("  Don't  PLACE-red\tat 7 ") == "dont place red at"
+    labels = encode_text("bin blue")
+    assert BLANK not in labels and len(labels) == 8
+    assert decode_labels(labels) == "bin blue"
+    assert len(VOCABULARY) + 1 == 28  # space + 26 letters + blank
+
+
+def _one_hot_logits(frames: list[str]) -> torch.Tensor:
+    """Logits that put the maximum on the class of each frame's character ('_' = blank)."""
+    logits = torch.randn(len(frames), len(VOCABULARY) + 1, generator=torch.Generator().manual_seed(0))
+    for t, ch in enumerate(frames):
+        logits[t, BLANK if ch == "_" else VOCABULARY.index(ch) + 1] += 20.0
+    return logits
+
+
+def test_ctc_greedy_decode_known_sequence():
+    # repeats merge, blanks separate a doubled letter and are dropped
+    frames = list("__hh_e_ll_lo__ o_nn") + ["_"] * 3
+    logits = _one_hot_logits(frames)
+    assert ctc_greedy_decode(logits) == "hello on"
+    assert ctc_greedy_decode(logits.log_softmax(-1).numpy()) == "hello on"  # log-probs, numpy
+    assert ctc_greedy_decode(logits, length=9) == "hel"  # frames past the length are ignored
+    assert ctc_greedy_decode(_one_hot_logits(["_"] * 5)) == ""
+    with pytest.raises(ValueError, match="scores must be"):
+        ctc_greedy_decode(torch.zeros(4, 10))
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration and network
+
+
+def test_config_values_and_errors():
+    lipnet = LipReaderConfig.lipnet()
+    assert lipnet.channels == (32, 64, 96) and lipnet.gru_hidden == 256 and lipnet.gru_layers == 2
+    assert lipnet.kernels == ((3, 5, 5), (3, 5, 5), (3, 3, 3)) and lipnet.mouth_size == (50, 100)
+    cfg = LipReaderConfig.from_overrides({"channels": [4, 8, 8], "mouth_size": [16, 24]})
+    assert cfg.channels == (4, 8, 8) and cfg.mouth_size == (16, 24)
+    assert LipReaderConfig.from_overrides(cfg.to_dict()) == cfg
+    with pytest.raises(LipReaderError, match="unknown LipReaderConfig key.*'gru_size'"):
+        LipReaderConfig.from_overrides({"gru_size": 10})
+    with pytest.raises(LipReaderError, match="too small"):
+        LipReaderConfig.from_overrides({"mouth_size": [8, 8]})
+    with pytest.raises(LipReaderError, match="odd"):
+        LipReaderConfig.from_overrides({"kernels": [[3, 4, 4], [3, 5, 5], [3, 3, 3]]})
+
+
+def test_lipnet_shapes_and_padding():
+    cfg = LipReaderConfig(mouth_size=(16, 24), channels=(4, 8, 8), gru_hidden=16)
+    model = LipNet(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    short, long = torch.randn(30, 16, 24, generator=g), torch.randn(45, 16, 24, generator=g)
+    batch = torch.zeros(2, 45, 16, 24)
+    batch[0, :30], batch[1] = short, long
+    with torch.no_grad():
+        out = model(batch, [30, 45])
+        alone = model(short[None], [30])
+    assert out.shape == (2, 45, 28)
+    # the padding after a shorter clip does not leak into its outputs (the backward GRU starts at its end)
+    torch.testing.assert_close(out[0, :30], alone[0], atol=1e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# The mouth box
+
+
+@pytest.mark.parametrize("size", [(128, 96), SIZE])
+def test_mouth_box_lies_on_the_template_mouth(size):
+    top, bottom, left, right = mouth_box(size)
+    p = load_template(size).points + 0.5  # pixel edges
+    h, w = size
+
+    def inside(i):
+        return top < p[i][1] < bottom and left < p[i][0] < right
+
+    # mouth corners, inner lips and the outer-lip midpoints (0 upper, 17 lower) are inside
+    assert all(inside(i) for i in (61, 291, 13, 14, 0, 17))
+    # the nose tip, the chin and the eyes are not
+    assert not any(inside(i) for i in (1, 152, 33, 263))
+    assert (left + right) / 2 == pytest.approx(w / 2, abs=1e-6)  # centred: the template is symmetric
+    assert 0 <= top < bottom <= h and 0 <= left < right <= w
+    # the box keeps its place relative to the face when the frame is scaled
+    big = np.array(mouth_box((2 * h, 2 * w)))
+    np.testing.assert_allclose(big, 2 * np.array([top, bottom, left, right]), atol=1e-6)
+
+
+def test_mouth_crops_cut_the_box():
+    h, w = SIZE
+    top, bottom, left, right = mouth_box(SIZE)
+    frames = np.zeros((3, h, w, 3), np.uint8)
+    frames[:, int(np.floor(top)):int(np.ceil(bottom)), int(np.floor(left)):int(np.ceil(right))] = (100, 200, 50)
+    crops = mouth_crops(frames, LipReaderConfig(mouth_size=(20, 28)))
+    assert crops.shape == (3, 20, 28) and crops.dtype == torch.uint8
+    luma = 0.299 * 100 + 0.587 * 200 + 0.114 * 50  # 146.1
+    assert (crops == round(luma)).all()
+    flat = standardise(crops)  # a constant clip: zeros, no division by zero
+    assert flat.dtype == torch.float32 and bool((flat == 0).all())
+    varied = standardise(torch.arange(3 * 20 * 28).reshape(3, 20, 28).remainder(256).to(torch.uint8))
+    assert abs(float(varied.mean())) < 1e-5 and float(varied.std()) == pytest.approx(1.0, abs=1e-5)
+    # channels-first input (as stored in the HDF5) gives the same crops
+    torch.testing.assert_close(mouth_crops(frames.transpose(0, 3, 1, 2), LipReaderConfig(mouth_size=(20, 28)),
+                                           channels_first=True), crops)
+    with pytest.raises(LipReaderError, match="uint8"):
+        mouth_crops(frames.astype(np.float32))
+    with pytest.raises(LipReaderError, match="RGB"):
+        mouth_crops(frames[..., 0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Real clips: grid-mini aligned to the canonical face and packed
+
+
+@pytest.fixture(scope="module")
+def aligned(grid_mini):
+    """Aligned frames, landmarks and audio of four grid-mini clips at 64 x 48."""
+    words = dict(line.split("\t") for line in (grid_mini / "transcripts.tsv").read_text().splitlines()[1:])
+    out = {}
+    for name in OVERFIT_CLIPS + OTHER_CLIPS:
+        frames, fps = read_video(grid_mini / f"{name}.mpg")
+        clip = align_video(frames, AlignConfig(size=SIZE), name=name)
+        audio = fit_length(read_audio(grid_mini / f"{name}.mpg", 16000), len(frames), 640)
+        out[name] = (clip, audio, words[name])
+    return out
+
+
+def _pack(path: Path, aligned, names) -> Path:
+    with AtomicH5(path) as h5:
+        for name in names:
+            clip, audio, words = aligned[name]
+            write_clip(h5, Clip("s1", name, clip.frames, audio, clip.landmarks.astype(np.float32), 25.0, 16000,
+                                words, False, f"{name}.mpg"))
+    return path
+
+
+def test_real_lips_stay_inside_the_box(aligned):
+    top, bottom, left, right = mouth_box(SIZE)
+    for clip, _, _ in aligned.values():
+        lips = clip.landmarks[:, [61, 291, 0, 13, 14, 17]] + 0.5
+        inside = (lips[..., 0] > left) & (lips[..., 0] < right) & (lips[..., 1] > top) & (lips[..., 1] < bottom)
+        assert inside.mean() > 0.99
+
+
+def test_load_mouth_clips_errors(tmp_path, aligned):
+    cfg = LipReaderConfig()
+    with pytest.raises(LipReaderError, match="missing.h5: no such packed HDF5 file"):
+        load_mouth_clips(tmp_path / "missing.h5", cfg)
+    clip, audio, _ = aligned[OVERFIT_CLIPS[0]]
+    with AtomicH5(tmp_path / "nowords.h5") as h5:
+        write_clip(h5, Clip("s1", "x", clip.frames[:10], audio[:6400], clip.landmarks[:10].astype(np.float32), 25.0,
+                            16000, ""))
+    with pytest.raises(LipReaderError, match="nowords.h5: clip s1/x has no words"):
+        load_mouth_clips(tmp_path / "nowords.h5", cfg)
+    with AtomicH5(tmp_path / "short.h5") as h5:
+        write_clip(h5, Clip("s1", "x", clip.frames[:10], audio[:6400], clip.landmarks[:10].astype(np.float32), 25.0,
+                            16000, "bin blue at f two now"))
+    with pytest.raises(LipReaderError, match="short.h5: clip s1/x has 10 frames, too few"):
+        load_mouth_clips(tmp_path / "short.h5", cfg)
+
+
+@pytest.fixture(scope="module")
+def overfit(tmp_path_factory, aligned):
+    """A tiny lipreader trained through the CLI on two real clips (validated on the same two)."""
+    root = tmp_path_factory.mktemp("lipreader")
+    h5 = _pack(root / "train.h5", aligned, OVERFIT_CLIPS)
+    out = root / "results" / "lipreader.pt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small runs faster on one thread, much faster on a busy machine
+    try:
+        rc = main(["train", "--train", str(h5), "--val", str(h5), "--out", str(out), "--config", json.dumps(TINY),
+                   "--device", "cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    return h5, out
+
+
+def test_tiny_model_overfits_real_clips(overfit, aligned):
+    h5, out = overfit
+    with open(history_path(out)) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == TINY["epochs"] and list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_wer", "val_cer",
+                                                             "lr", "seconds", "best"]
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < 0.1 * losses[0]
+    payload = load_checkpoint(out)
+    assert payload["kind"] == "lipreader" and payload["best"]["val_wer"] == 0.0
+    # the checkpoint holds the last epoch that improved on (val WER, val loss)
+    assert payload["epoch"] == payload["best"]["epoch"] == max(int(r["epoch"]) for r in rows if r["best"] == "1")
+    reader = LipReader.load(out, device="cpu")
+    clip, _, words = aligned[OVERFIT_CLIPS[0]]
+    assert reader.transcribe(clip.frames) == words
+    assert reader.transcribe_many([aligned[n][0].frames for n in OVERFIT_CLIPS]) == [aligned[n][2] for n in OVERFIT_CLIPS]
+
+
+def test_eval_cli_scores_mismatched_videos_worse(overfit, tmp_path, capsys):
+    h5, out = overfit
+    report = tmp_path / "wer.json"
+    assert main(["eval", "--checkpoint", str(out), "--h5", str(h5), "--out", str(report), "--device", "cpu"]) == 0
+    result = json.loads(report.read_text())
+    assert result["n_clips"] == 2 and result["n_words"] == 12
+    assert result["wer"] == 0.0 and result["cer"] == 0.0
+    assert [c["reference"] for c in result["clips"]] == [c["hypothesis"] for c in result["clips"]]
+    # the same reader on inputs that do not match the speech scores far worse
+    assert result["controls"]["still_frame"]["wer"] > 0.5
+    assert result["controls"]["mismatched_words"]["wer"] > 0.5
+    assert "WER 0.000" in capsys.readouterr().out
+
+
+def test_cli_errors_name_the_file(tmp_path, overfit, capsys):
+    h5, out = overfit
+    missing = tmp_path / "nope.h5"
+    assert main(["train", "--train", str(missing), "--val", str(h5), "--out", str(tmp_path / "x.pt")]) == 2
+    assert f"{missing}: no such packed HDF5 file" in capsys.readouterr().err
+    assert main(["train", "--train", str(h5), "--val", str(h5), "--out", str(tmp_path / "x.pt"),
+                 "--config", '{"gru": 3}']) == 2
+    assert "unknown LipReaderConfig key(s) ['gru']" in capsys.readouterr().err
+    assert main(["train", "--train", str(h5), "--val", str(h5), "--out", str(tmp_path / "x.pt"),
+                 "--config", "[1, 2]"]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+    other = save_checkpoint(tmp_path / "generator.pt", {"model_config": {}, "generator": {}})
+    assert main(["eval", "--checkpoint", str(other), "--h5", str(h5), "--out", str(tmp_path / "y.json")]) == 2
+    assert "not a lipreader checkpoint" in capsys.readouterr().err
+    with pytest.raises(CheckpointError):
+        LipReader.load(tmp_path / "absent.pt")
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.json").exists()
