@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from speechanim.lipreader import (
     mouth_crops,
     normalise_text,
     standardise,
+    train,
     wer,
 )
 from speechanim.media import read_audio, read_video
@@ -114,6 +116,8 @@ def test_config_values_and_errors():
     lipnet = LipReaderConfig.lipnet()
     assert lipnet.channels == (32, 64, 96) and lipnet.gru_hidden == 256 and lipnet.gru_layers == 2
     assert lipnet.kernels == ((3, 5, 5), (3, 5, 5), (3, 3, 3)) and lipnet.mouth_size == (50, 100)
+    assert (lipnet.lr, lipnet.lr_schedule, lipnet.batch_size, lipnet.dropout) == (1e-4, "constant", 50, 0.5)
+    assert lipnet.feature_size == (3, 6)  # 50 x 100 -> stride 2 -> three 2x2 pools
     cfg = LipReaderConfig.from_overrides({"channels": [4, 8, 8], "mouth_size": [16, 24]})
     assert cfg.channels == (4, 8, 8) and cfg.mouth_size == (16, 24)
     assert LipReaderConfig.from_overrides(cfg.to_dict()) == cfg
@@ -237,19 +241,26 @@ def test_load_mouth_clips_errors(tmp_path, aligned):
         load_mouth_clips(tmp_path / "short.h5", cfg)
 
 
+@contextmanager
+def _one_thread():
+    """A model this small trains faster on one thread, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def overfit(tmp_path_factory, aligned):
     """A tiny lipreader trained through the CLI on two real clips (validated on the same two)."""
     root = tmp_path_factory.mktemp("lipreader")
     h5 = _pack(root / "train.h5", aligned, OVERFIT_CLIPS)
     out = root / "results" / "lipreader.pt"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small runs faster on one thread, much faster on a busy machine
-    try:
+    with _one_thread():
         rc = main(["train", "--train", str(h5), "--val", str(h5), "--out", str(out), "--config", json.dumps(TINY),
                    "--device", "cpu"])
-    finally:
-        torch.set_num_threads(threads)
     assert rc == 0
     return h5, out
 
@@ -286,6 +297,23 @@ def test_eval_cli_scores_mismatched_videos_worse(overfit, tmp_path, capsys):
     assert "WER 0.000" in capsys.readouterr().out
 
 
+def test_plateau_halves_the_rate_and_patience_stops(tmp_path, aligned, monkeypatch):
+    """With a validation score that never improves after epoch 1, the rate halves every
+    ``lr_patience`` epochs and training stops after ``patience`` epochs; the checkpoint keeps epoch 1."""
+    import speechanim.lipreader as lipreader
+
+    monkeypatch.setattr(lipreader, "_validate", lambda *args: (1.0, 0.5, 0.25))
+    h5 = _pack(tmp_path / "train.h5", aligned, OVERFIT_CLIPS[:1])
+    cfg = LipReaderConfig.from_overrides({**TINY, "lr": 0.01, "lr_schedule": "plateau", "lr_patience": 1,
+                                          "patience": 3, "epochs": 10})
+    with _one_thread():
+        rows = train(h5, h5, tmp_path / "lr.pt", cfg, device="cpu", progress=False)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["lr"] for r in rows] == [0.01, 0.01, 0.005, 0.0025]
+    assert [r["best"] for r in rows] == [1, 0, 0, 0]
+    assert load_checkpoint(tmp_path / "lr.pt")["epoch"] == 1
+
+
 def test_cli_errors_name_the_file(tmp_path, overfit, capsys):
     h5, out = overfit
     missing = tmp_path / "nope.h5"
@@ -300,6 +328,10 @@ def test_cli_errors_name_the_file(tmp_path, overfit, capsys):
     other = save_checkpoint(tmp_path / "generator.pt", {"model_config": {}, "generator": {}})
     assert main(["eval", "--checkpoint", str(other), "--h5", str(h5), "--out", str(tmp_path / "y.json")]) == 2
     assert "not a lipreader checkpoint" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["eval", "--checkpoint", str(out), "--h5", str(h5), "--out", str(tmp_path / "y.json"),
+                     "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
     with pytest.raises(CheckpointError):
         LipReader.load(tmp_path / "absent.pt")
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.json").exists()

@@ -24,6 +24,13 @@ with a CTC beam search, which this leaves out.  WER is the word-level
 edit distance summed over clips divided by the number of reference words; CER likewise on
 characters.
 
+Cost and accuracy of the embedded default (measured on synthgrid: 6 training speakers, 300 clips +
+their mirror images, 75 frames at 128 x 96; 2 validation and 4 test speakers, speaker-independent):
+one pass over 300 clips takes ~6.8 s on 2 CPU cores (~9.5 s on one), validation of 100 clips ~0.7 s,
+reading the packed files ~15 s; so an epoch of train.h5 is ~14 s.  Validation WER after 12 / 16 /
+32 epochs: ~0.65 / 0.59 / 0.41; the 16-epoch reader gives test WER 0.56 (CER 0.27) on real videos
+against 0.96 for a still frame repeated and 0.81 for another clip's sentence.
+
 CLI (the Snakemake rules call exactly these)::
 
     python -m speechanim.lipreader train --train train.h5 --val val.h5 --out lipreader.pt [--config JSON]
@@ -252,7 +259,8 @@ class LipReaderConfig:
     def lipnet(cls, **overrides: Any) -> LipReaderConfig:
         """LipNet's sizes and optimiser (Assael et al. 2016, appendix A), for a GPU."""
         values = dict(mouth_size=(50, 100), channels=(32, 64, 96), kernels=((3, 5, 5), (3, 5, 5), (3, 3, 3)),
-                      first_stride=2, dropout=0.5, gru_hidden=256, gru_layers=2, lr=1e-4, batch_size=50)
+                      first_stride=2, dropout=0.5, gru_hidden=256, gru_layers=2, lr=1e-4, lr_schedule="constant",
+                      batch_size=50)
         values.update(overrides)
         return cls(**values)
 
@@ -696,6 +704,18 @@ def _parse_config(text: str | None) -> LipReaderConfig:
     return LipReaderConfig.from_overrides(overrides)
 
 
+def _parse_device(name: str | None) -> torch.device | None:
+    if name is None:
+        return None
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise LipReaderError(f"--device: {e}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LipReaderError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -729,11 +749,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             cfg = _parse_config(args.config)
-            rows = train(args.train, args.val, args.out, cfg, device=args.device)
+            rows = train(args.train, args.val, args.out, cfg, device=_parse_device(args.device))
             best = min(rows, key=lambda r: (r["val_wer"], r["val_loss"]))
             print(f"lipreader: best epoch {best['epoch']} of {len(rows)}, val WER {best['val_wer']:.3f} -> {args.out}")
         else:
-            reader = LipReader.load(args.checkpoint, device=args.device)
+            reader = LipReader.load(args.checkpoint, device=_parse_device(args.device))
             result = {"checkpoint": str(args.checkpoint), **evaluate_h5(reader, args.h5, controls=not args.no_controls)}
             _write_json(args.out, result)
             print(f"lipreader: WER {result['wer']:.3f}, CER {result['cer']:.3f} on {result['n_clips']} clips -> {args.out}")
