@@ -131,3 +131,7 @@ def test_paper_config_restores_the_papers_values():
     embedded = TrainConfig(**load_config(REPO / "config.yaml")["training"])
     assert (embedded.lambda_l1, embedded.lr_frame_disc, embedded.lr_seq_disc, embedded.patience) == (400, 1e-3, 5e-5, 10)
     assert config["evaluation"]["frame_step"] == 1 and config["evaluation"]["max_clips"] is None
+    from speechanim.lipreader import LipReaderConfig
+
+    lipnet = LipReaderConfig.from_overrides(config["lipreader"])
+    assert (lipnet.channels, lipnet.gru_hidden, lipnet.lr, lipnet.lr_schedule) == ((32, 64, 96), 256, 1e-4, "constant")
