@@ -14,10 +14,9 @@ import torch
 
 from speechanim.align import AlignConfig, AlignmentError, align_image
 from speechanim.animate import FPS, Animator, ImageError, animate_file, as_rgb_uint8, read_image
-from speechanim.checkpoint import model_config_dict, save_checkpoint
 from speechanim.cli import main
 from speechanim.media import MediaError, probe, read_audio, read_video, write_wav
-from speechanim.models import Generator, ModelConfig
+from tiny_generator import tiny_generator_checkpoint
 
 SIZE = (64, 48)
 RATE = 8000
@@ -35,21 +34,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    """A tiny untrained generator with batch-norm statistics gathered on random inputs (so that
-    its frames have contrast in eval mode instead of a flat grey)."""
-    cfg = ModelConfig(image_size=SIZE, width=0.125, sample_rate=RATE)
-    torch.manual_seed(0)
-    g = Generator(cfg)
-    for m in g.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None
-    with torch.no_grad():
-        for _ in range(3):
-            g(torch.rand(2, 3, *SIZE) * 2 - 1, 0.3 * torch.randn(2, 20, cfg.window))
-    path = tmp_path_factory.mktemp("ckpt") / "generator.pt"
-    save_checkpoint(path, {"model_config": model_config_dict(cfg), "generator": g.state_dict(), "variant": "full",
-                           "dataset": "test", "epoch": 0})
-    return path
+    return tiny_generator_checkpoint(tmp_path_factory.mktemp("ckpt") / "generator.pt", SIZE, RATE)
 
 
 @pytest.fixture(scope="module")

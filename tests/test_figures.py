@@ -7,12 +7,12 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from speechanim.checkpoint import load_generator, model_config_dict, save_checkpoint
+from speechanim.checkpoint import load_generator
 from speechanim.figures import animate_pairs, blink_clip, first_per_speaker, main, make_figures, spaced
 from speechanim.generate import clip_noise, generate_file, to_uint8
-from speechanim.models import Generator, ModelConfig
 from speechanim.packing import WholeClips
 
+from tiny_generator import tiny_generator_checkpoint
 from test_evaluate import KEYS, N_FRAMES, RATE, SIZE, noisy, real_frames, shared_packed, write_generated
 
 ALL_FIGURES = ["fig4_l1_vs_full.png", "fig5_same_face.png", "fig6_same_audio.png", "fig7_blinks.png",
@@ -29,20 +29,7 @@ def one_thread():
 
 
 def _checkpoint(path, window_s: float = 0.16):
-    """A tiny untrained generator at the GRID frame size, its batch-norm statistics gathered on random
-    inputs so that the frames have contrast (as in test_generate.py)."""
-    cfg = ModelConfig(image_size=SIZE, width=0.125, sample_rate=RATE, audio_window_s=window_s)
-    torch.manual_seed(0)
-    g = Generator(cfg)
-    for m in g.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None
-    with torch.no_grad():
-        for _ in range(2):
-            g(torch.rand(2, 3, *SIZE) * 2 - 1, 0.3 * torch.randn(2, 10, cfg.window))
-    save_checkpoint(path, {"model_config": model_config_dict(cfg), "generator": g.state_dict(), "variant": "full",
-                           "dataset": "test", "epoch": 0})
-    return path
+    return tiny_generator_checkpoint(path, SIZE, RATE, window_s=window_s, passes=2, steps=10)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ import torch
 
 from speechanim.align import AlignConfig, align_video
 from speechanim.audio import fit_length, normalise, samples_per_frame
-from speechanim.checkpoint import model_config_dict, save_checkpoint
 from speechanim.generate import clip_noise, clip_seed, generate_file, main, to_uint8, video_path
 from speechanim.media import probe, read_audio, read_video
-from speechanim.models import Generator, ModelConfig
 from speechanim.packing import AtomicH5, Clip, clip_keys, to_unit_range, write_clip
+from tiny_generator import tiny_generator_checkpoint
 
 SIZE = (64, 48)
 RATE = 8000
@@ -29,21 +28,7 @@ def one_thread():
 
 
 def _checkpoint(path, sample_rate=RATE, seed=0):
-    """A tiny untrained generator whose batch-norm statistics were gathered on random inputs: with
-    the initial statistics (mean 0, variance 1) eval mode shrinks every activation and the frames
-    come out a flat grey; with gathered ones they have contrast, so comparisons mean something."""
-    cfg = ModelConfig(image_size=SIZE, width=0.125, sample_rate=sample_rate)
-    torch.manual_seed(seed)
-    g = Generator(cfg)
-    for m in g.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None  # a plain average over the passes below
-    with torch.no_grad():
-        for _ in range(3):
-            g(torch.rand(2, 3, *SIZE) * 2 - 1, 0.3 * torch.randn(2, 20, cfg.window))
-    save_checkpoint(path, {"model_config": model_config_dict(cfg), "generator": g.state_dict(), "variant": "full",
-                           "dataset": "test", "epoch": 0})
-    return path
+    return tiny_generator_checkpoint(path, SIZE, sample_rate, seed=seed)
 
 
 @pytest.fixture(scope="module")

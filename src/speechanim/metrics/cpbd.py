@@ -216,11 +216,8 @@ def cpbd(image: np.ndarray) -> float:
     return sharp / total if total else 0.0
 
 
-def cpbd_frames(frames: np.ndarray) -> np.ndarray:
-    """CPBD of each frame of a uint8 RGB ``(T, H, W, 3)`` or grayscale ``(T, H, W)`` video, ``(T,)``.
-
-    RGB is converted with :func:`to_gray` (ITU-R 601-2 luma, as Pillow's ``convert("L")``).
-    """
+def gray_frames(frames: np.ndarray) -> np.ndarray:
+    """A video as grayscale ``(T, H, W)``: RGB ``(T, H, W, 3)`` through :func:`to_gray`, grayscale as is."""
     frames = np.asarray(frames)
     if frames.ndim == 4:
         frames = to_gray(frames)
@@ -228,7 +225,15 @@ def cpbd_frames(frames: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected frames (T, H, W, 3) or (T, H, W), got shape {frames.shape}")
     if len(frames) == 0:
         raise ValueError("the video has no frames")
-    return np.array([cpbd(f) for f in frames])
+    return frames
+
+
+def cpbd_frames(frames: np.ndarray) -> np.ndarray:
+    """CPBD of each frame of a uint8 RGB ``(T, H, W, 3)`` or grayscale ``(T, H, W)`` video, ``(T,)``.
+
+    RGB is converted with :func:`to_gray` (ITU-R 601-2 luma, as Pillow's ``convert("L")``).
+    """
+    return np.array([cpbd(f) for f in gray_frames(frames)])
 
 
 def cpbd_video(frames: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpbd import to_gray
+from .cpbd import gray_frames
 
 __all__ = ["THRESHOLD_RATIO", "fdbm", "fdbm_frames", "fdbm_video"]
 
@@ -48,14 +48,7 @@ def fdbm(image: np.ndarray) -> float:
 
 def fdbm_frames(frames: np.ndarray) -> np.ndarray:
     """FDBM of each frame of a uint8 RGB ``(T, H, W, 3)`` or grayscale ``(T, H, W)`` video, ``(T,)``."""
-    frames = np.asarray(frames)
-    if frames.ndim == 4:
-        frames = to_gray(frames)
-    if frames.ndim != 3:
-        raise ValueError(f"expected frames (T, H, W, 3) or (T, H, W), got shape {frames.shape}")
-    if len(frames) == 0:
-        raise ValueError("the video has no frames")
-    return np.array([fdbm(f) for f in frames])
+    return np.array([fdbm(f) for f in gray_frames(frames)])
 
 
 def fdbm_video(frames: np.ndarray) -> float:
