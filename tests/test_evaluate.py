@@ -256,6 +256,23 @@ def test_a_video_without_a_face_has_no_blink_values_and_max_clips_spreads(packed
     assert s["n_videos"] == 2 and np.isfinite(s["psnr"]) and s["wer"] is None
 
 
+def test_the_lipreader_reads_every_clip_when_max_clips_limits_the_image_metrics(packed, real, root, reader_path):
+    videos = {k: noisy(real[k], 1) for k in KEYS}
+    result = evaluate(packed, write_generated(root / "wer_all.h5", videos), reader_path, frame_step=20, max_clips=1,
+                      progress=False)
+    rows, s = result["clips"], result["summary"]
+    assert [r["key"] for r in rows] == KEYS and [r["scored"] for r in rows] == [True, False, False]
+    assert "psnr" in rows[0] and all("psnr" not in r and "acd" not in r for r in rows[1:])
+    reader = LipReader.load(reader_path)
+    assert [r["transcript"] for r in rows] == [reader.transcribe(videos[k]) for k in KEYS]
+    assert s["n_videos"] == 1 and s["wer_videos"] == 3 and s["psnr"] == rows[0]["psnr"]
+    assert s["wer"] == wer([r["words"] for r in rows], [r["transcript"] for r in rows])
+    # the lipreader needs every test clip: a file lacking one it would read is refused
+    with pytest.raises(EvaluationError, match="lacks 1 test clips"):
+        evaluate(packed, write_generated(root / "wer_part.h5", {k: videos[k] for k in KEYS[:2]}), reader_path,
+                 max_clips=1, progress=False)
+
+
 def test_generated_file_missing_a_clip_is_a_clear_error(packed, real, root, capsys):
     partial = write_generated(root / "partial.h5", {k: real[k] for k in KEYS[:2]})
     with pytest.raises(EvaluationError, match=r"partial\.h5: lacks 1 test clips, e\.g\. s3/sbia1a"):
@@ -297,7 +314,10 @@ def test_cli_writes_the_summary_json_and_the_per_clip_csv(packed, generated, rea
     assert summary["n_videos"] == 1 and summary["frame_step"] == 10
     assert set(summary) >= {"psnr", "ssim", "fdbm", "cpbd", "acd", "wer", "blinks_per_s", "blink_duration_s"}
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
-    assert len(rows) == 1 and rows[0]["key"] == KEYS[0] and rows[0]["words"] == "bin red by k seven now"
+    # every clip is read by the lipreader; the first alone has the image metrics
+    assert [r["key"] for r in rows] == KEYS and [r["scored"] for r in rows] == ["True", "False", "False"]
+    assert rows[0]["words"] == "bin red by k seven now" and rows[1]["psnr"] == "" and rows[1]["transcript"]
+    assert summary["wer_videos"] == 3
     assert {"psnr", "ssim", "fdbm", "cpbd", "acd", "transcript", "blinks", "blink_frames", "seconds"} <= set(rows[0])
     assert float(rows[0]["psnr"]) == pytest.approx(summary["psnr"], rel=1e-12)
     assert float(rows[0]["psnr"]) == video_quality(real[KEYS[0]], real_frames(generated)[KEYS[0]]).psnr

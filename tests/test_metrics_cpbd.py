@@ -9,7 +9,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from speechanim.media import read_video
-from speechanim.metrics.cpbd import cpbd, cpbd_frames, cpbd_video, edge_widths, to_gray
+from speechanim.metrics.cpbd import cpbd, cpbd_frames, cpbd_video, edge_widths, pad_to_block, to_gray
 
 
 def _reference_cpbd():
@@ -168,3 +168,27 @@ def test_video_is_the_mean_over_frames():
     assert per_frame[0] == cpbd(to_gray(rgb))
     assert cpbd_video(video) == pytest.approx(per_frame.mean())
     assert cpbd_frames(to_gray(video)).tolist() == per_frame.tolist()
+
+
+def test_frames_smaller_than_a_block_are_scored_in_one_filled_out_block_when_asked():
+    rgb = skimage.data.astronaut()[:128, 200:296]
+    small = np.stack([rgb[::2, ::2], rgb[1::2, 1::2]])  # 64 x 48, like the embedded default's crops
+    padded = pad_to_block(small)
+    assert padded.shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(padded[:, :, :48], small)
+    np.testing.assert_array_equal(padded[:, :, 48:], np.repeat(small[:, :, 47:48], 16, axis=2))
+    assert pad_to_block(rgb[None]).shape == (1, 128, 96, 3)  # big enough: as it is
+    assert pad_to_block(np.zeros((1, 20, 30), np.uint8)).shape == (1, 64, 64)
+    assert cpbd_video(small, fit_blocks=True) == cpbd_video(padded)
+    assert cpbd_video(rgb[None], fit_blocks=True) == cpbd_video(rgb[None])  # a whole block: unchanged
+    with pytest.raises(ValueError, match="at least 64x64"):
+        cpbd_video(small)
+    # the fill adds no measured edge: its columns have no horizontal gradient, so no vertical Sobel
+    # edge (the only edges whose widths are measured); the frame's own edges are all still there
+    from speechanim.metrics.cpbd import _sobel_vertical_edges
+
+    gray = to_gray(padded[0]).astype(float)
+    assert not _sobel_vertical_edges(gray)[:, 48:].any() and _sobel_vertical_edges(gray)[:, :47].sum() > 100
+    # a blurred copy still scores lower
+    blurred = np.clip(np.round(gaussian_filter(small.astype(float), (0, 1.0, 1.0, 0))), 0, 255).astype(np.uint8)
+    assert cpbd_video(blurred, fit_blocks=True) < cpbd_video(small, fit_blocks=True)
