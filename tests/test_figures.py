@@ -8,7 +8,8 @@ import torch
 from matplotlib.image import imread
 
 from speechanim.checkpoint import load_generator
-from speechanim.figures import animate_pairs, blink_clip, first_per_speaker, main, make_figures, spaced
+from speechanim.figures import (animate_pairs, first_per_speaker, generated_blink, main, make_figures, real_blink, spaced,
+                                spread)
 from speechanim.generate import clip_noise, generate_file, to_uint8
 from speechanim.packing import WholeClips
 
@@ -81,13 +82,30 @@ def test_cli_writes_every_figure_as_a_valid_image(packed, ckpt, generated, root,
         assert 500 <= w <= 1500 and 100 <= h <= 800, (name, image.shape)
         assert image.std() > 0.1 and (image.mean(axis=2) < 0.9).mean() > 0.2  # frames drawn, not a blank page
     heights = {name: image.shape[0] for name, image in images.items()}
-    # one row per strip: fig7 the full model only; fig4 / fig8 real, two models; fig5 three speakers'
-    # audio; fig6 the real video and three faces
-    assert heights["fig7"] < heights["fig4"] == heights["fig8"] == heights["fig5"] < heights["fig6"]
+    # one row per strip: fig4 / fig8 real, two models; fig5 three speakers' audio; fig6 the real video
+    # and three faces; fig7 the real and the generated clip above their eye-aspect-ratio traces
+    assert heights["fig4"] == heights["fig8"] == heights["fig5"] < heights["fig7"] < heights["fig6"]
 
 
-def test_blink_clip_finds_the_real_blink(generated):
-    assert blink_clip(generated / "full.h5", 25.0) == ("s1/brbk7n", pytest.approx(11, abs=1))
+def test_generated_blink_finds_the_blink_and_counts_the_clips_scanned(generated):
+    assert generated_blink(generated / "full.h5", 25.0) == ("s1/brbk7n", pytest.approx(11, abs=1), len(KEYS))
+    assert generated_blink(generated / "full.h5", 25.0, max_clips=1)[2] == 1
+    assert generated_blink(generated / "full.h5", 25.0, within=KEYS[1:]) == (None, -1, 2)  # brbk7n left out
+
+
+def test_real_blink_reads_the_packed_landmarks(packed):
+    import h5py
+
+    with h5py.File(packed) as real:
+        assert real_blink(real, KEYS, 25.0) == ("s1/brbk7n", pytest.approx(11, abs=1))
+        assert real_blink(real, [k for k in KEYS if k != "s1/brbk7n"], 25.0) is None
+
+
+def test_spread_picks_evenly_and_keeps_short_lists():
+    assert spread(list("abcdefghi"), 3) == ["a", "e", "i"] and spread(list("ab"), 3) == ["a", "b"]
+    assert spread(list("abc"), None) == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="n >= 1"):
+        spread(list("abc"), 0)
 
 
 def test_animate_pairs_takes_the_still_of_one_clip_and_the_audio_of_another(packed, ckpt):
@@ -111,12 +129,13 @@ def test_animate_pairs_takes_the_still_of_one_clip_and_the_audio_of_another(pack
 
 def test_a_failed_model_with_another_audio_window(packed, root):
     """A model of 0.2 s windows (its audio windows must be cut at 0.2 s) whose videos show no face:
-    figures 5 and 6 come out, no blink is found (and nothing fails); 4 and 8 need l1 and static."""
+    figures 5 and 6 come out; no generated blink is found, so Fig. 7 shows the real blink next to the
+    model (and nothing fails); 4 and 8 need l1 and static."""
     ckpt = _checkpoint(root / "g200.pt", window_s=0.2)
     folder = root / "failed"
     generate_file(ckpt, packed, folder / "full.h5", progress=False)
     written = make_figures(packed, folder, ckpt, root / "failed_figs")
-    assert [p.name for p in written] == ["fig5_same_face.png", "fig6_same_audio.png"]
+    assert [p.name for p in written] == ["fig5_same_face.png", "fig6_same_audio.png", "fig7_blinks.png"]
     for p in written:
         _image(p)
 

@@ -8,7 +8,10 @@ writes, each as PNG:
 * ``fig4_l1_vs_full.png``   real frames, the L1-only model and the full model on one test clip (Fig. 4)
 * ``fig5_same_face.png``    one still animated with the audio of clips of other speakers (Fig. 5)
 * ``fig6_same_audio.png``   one clip's audio on the stills of other speakers (Fig. 6)
-* ``fig7_blinks.png``       the generated clip with the most blinks, frames around its first blink (Fig. 7)
+* ``fig7_blinks.png``       of up to 48 generated clips (spread over the test set), the one with the
+  most blinks: frames around its first blink and the eye aspect ratio over the clip, real and
+  generated (Fig. 7); when none blinks, a real blink and the full model's frames at the same
+  moment, the title saying so (no figure if no real clip blinks either)
 * ``fig8_silence.png``      the leading silence of a clip: real, static baseline, full model (Fig. 8,
   "the baseline ... in silence": the static model has no temporal context to stay still with)
 
@@ -35,6 +38,7 @@ from .models import Generator, device as default_device  # noqa: E402
 from .packing import WholeClips, clip_keys  # noqa: E402
 
 N_COLUMNS = 8
+BLINK_SCAN = 48  # generated clips searched for a blink for Fig. 7
 
 
 def _frames(h5: h5py.File, key: str) -> np.ndarray:
@@ -99,21 +103,101 @@ def animate_pairs(generator: Generator | Path, data: WholeClips, pairs: list[tup
     return [f.cpu().numpy().transpose(0, 2, 3, 1) for f in frames]
 
 
-def blink_clip(generated: Path, fps: float) -> tuple[str, int] | None:
-    """The generated clip with the most blinks and the frame its first blink starts at."""
+def generated_blink(generated: Path, fps: float, max_clips: int | None = BLINK_SCAN,
+                    within: list[str] | None = None) -> tuple[str | None, int, int]:
+    """Scan generated clips for blinks: ``(key, start frame, clips scanned)`` of the clip with the
+    most blinks and its first blink, or ``(None, -1, clips scanned)`` when none blinks.
+
+    ``max_clips`` clips spread evenly over the file's keys (those also in ``within``, when given)
+    are scanned (mediapipe costs ~7 ms a frame).
+    """
     from .align import detect_landmarks
     from .metrics.blinks import blinks_from_landmarks, eye_aspect_ratio
 
     best = None
     with h5py.File(generated, "r") as h5:
-        for key in clip_keys(h5):
+        keys = spread([k for k in clip_keys(h5) if within is None or k in within], max_clips)
+        for key in keys:
             landmarks, _ = detect_landmarks(_frames(h5, key), video=True)
             if not np.isfinite(eye_aspect_ratio(landmarks)).any():
                 continue  # mediapipe finds no face in this clip (a failed model): no blink to show
             blinks = blinks_from_landmarks(landmarks, fps).blinks
             if blinks and (best is None or len(blinks) > best[0]):
                 best = (len(blinks), key, blinks[0][0])
-    return None if best is None else (best[1], best[2])
+    return (None, -1, len(keys)) if best is None else (best[1], best[2], len(keys))
+
+
+def real_blink(real: h5py.File, keys: list[str], fps: float) -> tuple[str, int] | None:
+    """The first real clip (of ``keys``) with a blink in its packed landmarks, and where it starts."""
+    from .metrics.blinks import blinks_from_landmarks
+
+    for key in keys:
+        blinks = blinks_from_landmarks(real[key]["landmarks"][()], fps).blinks
+        if blinks:
+            return key, blinks[0][0]
+    return None
+
+
+def spread(keys: list[str], n: int | None) -> list[str]:
+    """``n`` of ``keys`` spread evenly (all when ``n`` is None or there are fewer)."""
+    if n is not None and n < 1:
+        raise ValueError(f"spread needs n >= 1 (or None for all), got {n}")
+    if n is None or len(keys) <= n:
+        return list(keys)
+    return [keys[int(i)] for i in np.linspace(0, len(keys) - 1, n).round()]
+
+
+def packed_ear(real: h5py.File, key: str) -> np.ndarray:
+    """The eye aspect ratio of each frame of a packed real clip, from its stored landmarks (those the
+    alignment found on the source video, and which :func:`real_blink` reads)."""
+    from .metrics.blinks import eye_aspect_ratio
+
+    return eye_aspect_ratio(real[key]["landmarks"][()])
+
+
+def ear_trace(frames: np.ndarray) -> np.ndarray:
+    """The eye aspect ratio of each frame (mediapipe landmarks; NaN where no face is found)."""
+    from .align import detect_landmarks
+    from .metrics.blinks import eye_aspect_ratio
+
+    landmarks, _ = detect_landmarks(frames, video=True)
+    return eye_aspect_ratio(landmarks)
+
+
+def blink_figure(rows: list[tuple[str, np.ndarray, np.ndarray]], columns: list[int], title: str, out: Path,
+                 fps: float) -> Path:
+    """Fig. 7: the frames around a blink, one row per ``(label, frames, eye aspect ratio per frame)``,
+    and the eye aspect ratios over the clip below them (a blink is a dip; the shaded span is the
+    strip's frames)."""
+    n_rows, n_cols = len(rows), len(columns)
+    h, w = rows[0][1].shape[1:3]
+    width = 1.1 * n_cols * w / h + 1.2
+    fig = plt.figure(figsize=(width, 1.15 * n_rows + 2.0))
+    grid = fig.add_gridspec(n_rows + 1, n_cols, height_ratios=[1] * n_rows + [1.4])
+    for r, (label, frames, _) in enumerate(rows):
+        for c, k in enumerate(columns):
+            ax = fig.add_subplot(grid[r, c])
+            ax.imshow(frames[min(k, len(frames) - 1)])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+            if r == n_rows - 1:
+                ax.set_xlabel(f"{k / fps:.2f} s", fontsize=6)
+    ax = fig.add_subplot(grid[n_rows, :])
+    for label, _, ear in rows:
+        ax.plot(np.arange(len(ear)) / fps, ear, label=label, lw=1)
+    ax.axvspan(columns[0] / fps, columns[-1] / fps, color="0.85", zorder=0)
+    ax.set_xlabel("time (s)", fontsize=7)
+    ax.set_ylabel("eye aspect ratio", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *, seed: int = 0) -> list[Path]:
@@ -161,13 +245,27 @@ def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *,
             written.append(strip(rows, cols, f"the audio of {keys[chosen[0]]} on different faces (cf. Fig. 6)",
                                  out / "fig6_same_audio.png", fps))
         if "full" in have:
-            found = blink_clip(have["full"], fps)
-            if found is not None:
-                bkey, start = found
+            with h5py.File(have["full"], "r") as h5:
+                both = [k for k in clip_keys(h5) if k in real]  # clips with a real and a generated video
+            bkey, start, scanned = generated_blink(have["full"], fps, within=both)
+            if bkey is not None:
                 frames = gen("full", bkey)
                 lo = max(0, min(start - 3, len(frames) - N_COLUMNS))
-                written.append(strip([("full model", frames)], list(range(lo, lo + N_COLUMNS)),
-                                     f"{bkey}: a generated blink (cf. Fig. 7)", out / "fig7_blinks.png", fps))
+                written.append(blink_figure([("real", _frames(real, bkey), packed_ear(real, bkey)),
+                                             ("full model", frames, ear_trace(frames))],
+                                            list(range(lo, lo + N_COLUMNS)),
+                                            f"{bkey}: a generated blink (cf. Fig. 7)", out / "fig7_blinks.png", fps))
+            elif (found := real_blink(real, list(dict.fromkeys(k for k in first_per_speaker(keys) + keys if k in both)),
+                                      fps)) is not None:
+                # No generated blink: show a real one and the full model at the same moment, so the
+                # figure says what the model does instead (and the table's blink rate 0 is visible).
+                rkey, start = found
+                frames, fake = _frames(real, rkey), gen("full", rkey)
+                lo = max(0, min(start - 3, len(frames) - N_COLUMNS))
+                written.append(blink_figure([("real", frames, packed_ear(real, rkey)), ("full model", fake, ear_trace(fake))],
+                                            list(range(lo, lo + N_COLUMNS)),
+                                            f"{rkey}: a real blink; the full model blinks in none of {scanned} clips "
+                                            "(cf. Fig. 7)", out / "fig7_blinks.png", fps))
         if {"static", "full"} <= have.keys():
             written.append(strip([("real", gt), ("static baseline", gen("static", key)), ("full model", gen("full", key))],
                                  list(range(0, 2 * N_COLUMNS, 2)),
