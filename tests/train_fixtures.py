@@ -146,3 +146,46 @@ def write_talking_faces(path: str | Path, n_clips: int, *, n_frames: int = 75, i
                 truth[clip.key] = (replace(face, centre=(face.centre[0], 1 - face.centre[1])) if clip.mirrored
                                    else face, openings)
     return truth
+
+
+# --------------------------------------------------------------------------------------------------
+# The embedded corpus itself, built as the DAG builds it
+
+
+def _build_and_align_speaker(job: tuple[str, int, str, tuple[int, int]]) -> tuple[str, int, dict]:
+    """One synthgrid speaker: synthesised (synth.corpus) and aligned (preprocess.align_speaker)."""
+    from speechanim.align import AlignConfig
+    from speechanim.preprocess import AlignJob, align_speaker
+    from speechanim.synth import corpus
+
+    speaker, n_clips, root, size = job
+    root = Path(root)
+    corpus.build_speaker(speaker, root / "raw", n_clips, 0, progress=False)
+    result = align_speaker(root / "raw" / speaker, root / "aligned" / f"{speaker}.h5", root / "skipped" / f"{speaker}.tsv",
+                           AlignJob(AlignConfig(size=size), sample_rate=16000, fps=25.0), progress=False)
+    return speaker, result.clips, dict(result.skipped)
+
+
+def embedded_corpus(root: Path, clips: dict[str, int], split: dict[str, str], size: tuple[int, int],
+                    workers: int = 2) -> dict[str, Path]:
+    """Synthgrid speakers (``clips``: speaker -> utterances) synthesised and aligned at ``size`` in
+    ``workers`` processes, then packed per part of ``split`` with the training part mirrored, by the
+    product's own functions; returns part -> packed file."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from speechanim.preprocess import pack
+    from speechanim.splits import write_split
+
+    jobs = [(speaker, n, str(root), tuple(size)) for speaker, n in clips.items()]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for speaker, made, skipped in pool.map(_build_and_align_speaker, jobs):
+            if made != clips[speaker]:
+                raise RuntimeError(f"{speaker}: {made} of {clips[speaker]} clips aligned; skipped {skipped}")
+    split_path = write_split(root / "split.tsv", split)
+    aligned = [root / "aligned" / f"{speaker}.h5" for speaker in clips]
+    out = {}
+    for part in sorted(set(split.values())):
+        out[part] = root / f"{part}.h5"
+        pack(split_path, part, aligned, out[part], mirror=part == "train", progress=False)
+    return out
