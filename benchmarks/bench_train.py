@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_train.py [--model JSON] [--training JSON] [--steps 8] [--threads N]
     .venv/bin/python benchmarks/bench_train.py --run [--clips 300] [--variants full static] ...
 
-Default sizes are the proposed embedded default (EMBEDDED_MODEL, EMBEDDED_TRAINING below); --model
+Default sizes are the embedded default, read from config.yaml (``embedded_default``); --model
 and --training override them like the CLI's options (``--model '{}' --training '{}'`` with
 ``--paper`` starts from the paper's sizes instead).
 
@@ -14,7 +14,8 @@ on random batches of ``batch_size`` clips x ``n_frames`` frames, best of ``--rep
 --run: writes a corpus of drawn talking faces (tests/train_fixtures.py: a face per clip, blinking
 eyes, a mouth whose opening follows the loudness of a voiced syllable train) with ``--clips``
 clips of 75 frames, mirrored (2x), and ``--val-clips`` validation clips of other faces; trains each
-variant with ``speechanim.train.train``; then reports wall time, epochs, the best validation PSNR
+variant with ``speechanim.train.train`` (with the default's epochs: 7 x 150 steps, minutes per
+variant; shorten with ``--training '{"max_epochs": 2}'``); then reports wall time, epochs, the best validation PSNR
 and how well the generated mouth follows the audio on the validation clips: the Pearson
 correlation, per clip, between the mouth darkness of the generated frames and the true opening,
 averaged (1 = perfect, 0 = no relation; the real frames give ~1.0), and the clip PSNR of the
@@ -51,15 +52,16 @@ from speechanim.train import (  # noqa: E402
 )
 from speechanim.models import ModelConfig  # noqa: E402
 
-#: The proposed embedded default (CPU, 2 cores; see the training report): 64 x 48 frames, 1/8 of the
-#: paper's convolution widths, smaller codes and discriminator sizes, 16 kHz audio; 8 epochs of 40
-#: steps of 8 clips x 16 frames, the generator at 5x the paper's learning rate (2e-4 learns too
-#: little in 200-300 steps: the face stays a blur). Every other setting is the paper's.
-EMBEDDED_MODEL = {"image_size": [64, 48], "sample_rate": 16000, "width": 0.125, "audio_feat_dim": 64,
-                  "context_dim": 64, "seq_disc_image_dim": 32, "seq_disc_audio_dim": 32, "seq_disc_hidden": 64,
-                  "seq_disc_classifier_hidden": 32}
-EMBEDDED_TRAINING = {"batch_size": 8, "n_frames": 16, "max_epochs": 8, "steps_per_epoch": 40, "lr_generator": 1e-3,
-                     "num_workers": 0, "val_clips": 24}
+def embedded_default() -> tuple[dict, dict]:
+    """The embedded default's ModelConfig and TrainConfig overrides, read from config.yaml as the DAG
+    reads them (workflow/rules/common.smk's model_json: the model section plus the preprocessing sizes)."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    pre = config["preprocess"]
+    model = dict(config["model"], image_size=list(pre["image_size"]), sample_rate=pre["sample_rate"],
+                 audio_window_s=pre["audio_window_s"])
+    return model, dict(config["training"])
 
 
 def speed(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, repeats: int) -> dict:
@@ -129,7 +131,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    base_model, base_training = ({}, {}) if args.paper else (EMBEDDED_MODEL, EMBEDDED_TRAINING)
+    base_model, base_training = ({}, {}) if args.paper else embedded_default()
     model_cfg = config_from_json(ModelConfig, json.dumps({**base_model, **json.loads(args.model)}), "--model")
     train_cfg = config_from_json(TrainConfig, json.dumps({**base_training, **json.loads(args.training)}), "--training")
     dev = device()

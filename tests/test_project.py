@@ -99,7 +99,9 @@ def test_grid_archive_audio_source_fetches_audio_25k(tmp_path):
 def test_default_dag_synthesises_the_embedded_corpus(tmp_path):
     res = _snakemake("-n", "--config", f"data_dir={tmp_path}/data", f"results_dir={tmp_path}/results", "--quiet", "rules")
     assert res.returncode == 0, res.stderr
-    assert re.search(r"synthgrid_speaker\s+12\b", res.stdout + res.stderr)
+    n = yaml.safe_load((REPO / "config.yaml").read_text())["datasets"]["synthgrid"]["n_speakers"]
+    assert re.search(rf"synthgrid_speaker\s+{n}\b", res.stdout + res.stderr)
+    assert re.search(rf"align_speaker\s+{n}\b", res.stdout + res.stderr)
 
 
 def test_slurm_profile_parses(tmp_path):
@@ -118,10 +120,11 @@ def test_paper_config_restores_the_papers_values():
 
     config = load_config(REPO / "config.yaml")
     paper = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
-    for section in ("model", "training", "lipreader", "evaluation"):
+    for section in ("preprocess", "model", "training", "lipreader", "evaluation"):
         config[section] = {**config[section], **paper[section]}
     validate_config(config)
-    model = ModelConfig(**config["model"])
+    assert config["preprocess"]["image_size"] == [128, 96]
+    model = ModelConfig(**config["model"], image_size=config["preprocess"]["image_size"])
     assert asdict(model) == asdict(ModelConfig())  # the defaults are the paper's GRID model
     training = TrainConfig(**config["training"])
     assert (training.lambda_l1, training.lr_generator, training.lr_frame_disc, training.lr_seq_disc) == (400, 2e-4, 1e-3, 5e-5)

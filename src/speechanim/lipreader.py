@@ -24,8 +24,9 @@ with a CTC beam search, which this leaves out.  WER is the word-level
 edit distance summed over clips divided by the number of reference words; CER likewise on
 characters.
 
-Cost and accuracy of the embedded default (measured on synthgrid: 6 training speakers, 300 clips +
-their mirror images, 75 frames at 128 x 96; 2 validation and 4 test speakers, speaker-independent):
+Cost and accuracy measured on an earlier embedded default (synthgrid: 6 training speakers, 300 clips +
+their mirror images, 75 frames at 128 x 96; 2 validation and 4 test speakers, speaker-independent;
+the mouth crops are the same size at today's 64 x 48, and the README gives today's figures):
 one pass over 300 clips takes ~6.8 s on 2 CPU cores (~9.5 s on one), validation of 100 clips ~0.7 s,
 reading the packed files ~15 s; so an epoch of train.h5 is ~14 s.  Validation WER after 12 / 16 /
 32 epochs: ~0.65 / 0.59 / 0.41; the 16-epoch reader gives test WER 0.56 (CER 0.27) on real videos

@@ -42,7 +42,7 @@ CLI::
         [--speakers 4 --frames 4]
 
 Cost: about 0.2-0.3 s of CPU per clip (rendering ~1.5 ms a frame, MPEG encoding, eSpeak ~10 ms): the
-default 12 speakers x 50 clips take 2-4 minutes on 2 cores.
+embedded default's 24 speakers x 20 clips take 1-2 minutes on 2 cores (alignment then costs ~3 times that).
 """
 from __future__ import annotations
 
