@@ -46,27 +46,36 @@ def _frames(h5: h5py.File, key: str) -> np.ndarray:
     return h5[key]["frames"][()].transpose(0, 2, 3, 1)
 
 
-def strip(rows: list[tuple[str, np.ndarray]], columns: list[int], title: str, out: Path, fps: float = 25.0) -> Path:
-    """Save a grid: one labelled row per ``(label, frames)``, the frames at ``columns``."""
-    n_rows, n_cols = len(rows), len(columns)
-    h, w = rows[0][1].shape[1:3]
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols * w / h + 1.2, 1.15 * n_rows + 0.4), squeeze=False)
+def _draw_frames(axes_of, rows: list[tuple[str, np.ndarray]], columns: list[int], fps: float) -> None:
+    """Draw each labelled row's frames at ``columns`` into ``axes_of(row, column)``; times under the last row."""
     for r, (label, frames) in enumerate(rows):
         for c, k in enumerate(columns):
-            ax = axes[r][c]
+            ax = axes_of(r, c)
             ax.imshow(frames[min(k, len(frames) - 1)])
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, fontsize=7)
-            if r == n_rows - 1:
+            if r == len(rows) - 1:
                 ax.set_xlabel(f"{k / fps:.2f} s", fontsize=6)
+
+
+def _save(fig, title: str, out: Path) -> Path:
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def strip(rows: list[tuple[str, np.ndarray]], columns: list[int], title: str, out: Path, fps: float = 25.0) -> Path:
+    """Save a grid: one labelled row per ``(label, frames)``, the frames at ``columns``."""
+    n_rows, n_cols = len(rows), len(columns)
+    h, w = rows[0][1].shape[1:3]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols * w / h + 1.2, 1.15 * n_rows + 0.4), squeeze=False)
+    _draw_frames(lambda r, c: axes[r][c], rows, columns, fps)
+    return _save(fig, title, out)
 
 
 def spaced(n_frames: int, n: int = N_COLUMNS, start: int = 0) -> list[int]:
@@ -171,19 +180,9 @@ def blink_figure(rows: list[tuple[str, np.ndarray, np.ndarray]], columns: list[i
     strip's frames)."""
     n_rows, n_cols = len(rows), len(columns)
     h, w = rows[0][1].shape[1:3]
-    width = 1.1 * n_cols * w / h + 1.2
-    fig = plt.figure(figsize=(width, 1.15 * n_rows + 2.0))
+    fig = plt.figure(figsize=(1.1 * n_cols * w / h + 1.2, 1.15 * n_rows + 2.0))
     grid = fig.add_gridspec(n_rows + 1, n_cols, height_ratios=[1] * n_rows + [1.4])
-    for r, (label, frames, _) in enumerate(rows):
-        for c, k in enumerate(columns):
-            ax = fig.add_subplot(grid[r, c])
-            ax.imshow(frames[min(k, len(frames) - 1)])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(label, fontsize=7)
-            if r == n_rows - 1:
-                ax.set_xlabel(f"{k / fps:.2f} s", fontsize=6)
+    _draw_frames(lambda r, c: fig.add_subplot(grid[r, c]), [(label, frames) for label, frames, _ in rows], columns, fps)
     ax = fig.add_subplot(grid[n_rows, :])
     for label, _, ear in rows:
         ax.plot(np.arange(len(ear)) / fps, ear, label=label, lw=1)
@@ -192,12 +191,7 @@ def blink_figure(rows: list[tuple[str, np.ndarray, np.ndarray]], columns: list[i
     ax.set_ylabel("eye aspect ratio", fontsize=7)
     ax.tick_params(labelsize=6)
     ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, title, out)
 
 
 def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *, seed: int = 0) -> list[Path]:
