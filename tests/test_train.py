@@ -324,7 +324,9 @@ def train_discriminators_on_embedded(synthgrid_packed: dict[str, Path], seed: in
     for i, j in enumerate(ds.index):
         by_speaker.setdefault(ds.reader.keys[j].split("/")[0], []).append(i)
     assert sorted(by_speaker) == ["s1", "s2", "s3", "s4"] and all(len(v) == 40 for v in by_speaker.values())
-    same_voice = torch.tensor([1, 2, 3, 0, 5, 6, 7, 4])  # another clip of the same speaker
+    # another clip of the same speaker (or a clip's mirror image, which carries the same audio but is
+    # cut at another random window: out of sync too, but for a chance overlap)
+    same_voice = torch.tensor([1, 2, 3, 0, 5, 6, 7, 4])
     other_face = torch.tensor([4, 5, 6, 7, 0, 1, 2, 3])  # a clip of the other speaker
     d_seq, d_img = SequenceDiscriminator(cfg), FrameDiscriminator(cfg)
     # 1e-3: at 2e-3 and above D_seq settled at a constant output (loss log 4) on this corpus
@@ -340,7 +342,8 @@ def train_discriminators_on_embedded(synthgrid_packed: dict[str, Path], seed: in
         opt.zero_grad()
         loss.backward()
         opt.step()
-    # the held-out speaker's 12 clips, frames 13-28 (0.52-1.16 s: speech in every clip), in training mode
+    # the held-out speaker's 12 clips, frames 13-28 (0.52-1.16 s; synthgrid's speech starts at frames
+    # 8-19, so every window holds speech), judged in training mode as GAN training runs them
     test = WholeClips(synthgrid_packed["test"])
     assert len(test) == 12
     start = 13
