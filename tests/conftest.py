@@ -24,3 +24,15 @@ def grid_mini() -> Path:
 @pytest.fixture(scope="session")
 def grid_mini_clips(grid_mini: Path) -> list[Path]:
     return sorted(grid_mini.glob("*.mpg"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    their models are tiny, and two threads on a busy 2-core machine are far slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import skimage.io
-import torch
 
 from speechanim.align import AlignConfig, AlignmentError, align_image
 from speechanim.animate import FPS, Animator, ImageError, animate_file, as_rgb_uint8, read_image
@@ -23,13 +22,7 @@ RATE = 8000
 CLIP = "bbaf2n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two torch threads on two busy cores are far slower than one for these tiny models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

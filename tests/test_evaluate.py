@@ -42,13 +42,7 @@ NOISE_STD = 8.0
 STEP = 10  # --frame-step: FDBM, CPBD and ACD on frames 0 and 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two torch threads on two busy cores are far slower than one for these tiny models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,12 +21,7 @@ ALL_FIGURES = ["fig4_l1_vs_full.png", "fig5_same_face.png", "fig6_same_audio.png
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _checkpoint(path, window_s: float = 0.16):

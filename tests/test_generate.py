@@ -18,13 +18,7 @@ RATE = 8000
 CLIPS = {"bbaf2n": 75, "sbia1a": 50}  # the second is cut short: clips of different lengths share a batch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two torch threads on two busy cores are far slower than one for these tiny models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _checkpoint(path, sample_rate=RATE, seed=0):

@@ -57,13 +57,7 @@ def tiny_training(**kw) -> TrainConfig:
     return TrainConfig(**{**TINY_TRAINING, **kw})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these models are tiny, and two threads on a busy 2-core machine thrash."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")
