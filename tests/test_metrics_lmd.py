@@ -1,0 +1,86 @@
+"""LMD and the mouth-opening correlation (speechanim.metrics.lmd): known inputs, then a real GRID face."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speechanim.align import AlignConfig, align_video, detect_landmarks
+from speechanim.media import read_video
+from speechanim.metrics.lmd import INNER_LIPS, lip_indices, lmd, mouth_correlation, mouth_opening
+
+
+def landmarks(n_frames: int = 20, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(10, 40, (n_frames, 478, 2))
+
+
+def test_lip_points_are_mediapipes_forty_lip_contour_points():
+    lips = lip_indices()
+    assert len(lips) == 40
+    assert {61, 291, 13, 14, 0, 17} <= set(lips)  # corners, inner and outer midpoints
+    assert 33 not in lips and 152 not in lips  # an eye corner, the chin
+
+
+def test_identical_clips_give_lmd_zero_and_r_one():
+    lm = landmarks()
+    assert lmd(lm, lm, 48) == 0.0
+    assert mouth_correlation(lm, lm) == pytest.approx(1.0)
+
+
+def test_lmd_is_the_lip_shift_over_the_crop_width():
+    lm = landmarks()
+    moved = lm.copy()
+    moved[:, lip_indices()] += np.array([3.0, 4.0])  # 5 px, lips only
+    moved[:, 33] += 100.0  # an eye point: not a lip point, not counted
+    assert lmd(lm, moved, 50) == pytest.approx(5.0 / 50)
+
+
+def test_frozen_mouth_has_no_correlation():
+    lm = landmarks()
+    frozen = np.repeat(lm[:1], len(lm), axis=0)
+    assert mouth_correlation(lm, frozen) == 0.0
+    assert mouth_correlation(frozen, lm) == 0.0
+
+
+def test_opening_follows_the_inner_lips_and_an_inverted_mouth_correlates_negatively():
+    lm = landmarks()
+    gap = np.linspace(1.0, 9.0, len(lm))
+    lm[:, INNER_LIPS[0]] = [20.0, 30.0]
+    lm[:, INNER_LIPS[1], 0] = 20.0
+    lm[:, INNER_LIPS[1], 1] = 30.0 + gap
+    np.testing.assert_allclose(mouth_opening(lm), gap)
+    inverted = lm.copy()
+    inverted[:, INNER_LIPS[1], 1] = 30.0 + gap[::-1]
+    assert mouth_correlation(lm, inverted) == pytest.approx(-1.0)
+
+
+def test_frames_without_a_face_are_left_out_and_too_few_give_none():
+    lm = landmarks()
+    other = lm.copy()
+    other[5:] = np.nan
+    assert lmd(lm, other, 48) == 0.0  # frames 0-4 compared
+    other[2:] = np.nan
+    assert lmd(lm, other, 48) is None and mouth_correlation(lm, other) is None
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="face-mesh"):
+        lmd(landmarks(), landmarks(10), 48)
+    with pytest.raises(ValueError, match="width"):
+        lmd(landmarks(), landmarks(), 0)
+
+
+def test_real_face_talking_vs_still_and_vs_itself(grid_mini):
+    """A real GRID clip aligned at 64 x 48: against itself LMD 0 and r 1; its first frame repeated
+    (the still-image control) has a frozen mouth (r 0) and a positive LMD; the clip played
+    backwards moves, but not with the speech (r well below 1)."""
+    frames, _ = read_video(grid_mini / "lwbsza.mpg")
+    aligned = align_video(frames[10:50], AlignConfig(size=(64, 48)), name="lwbsza").frames
+    real, found = detect_landmarks(aligned)
+    assert found.all()
+    still, _ = detect_landmarks(np.repeat(aligned[:1], len(aligned), axis=0))
+    backwards, _ = detect_landmarks(aligned[::-1].copy())
+    assert lmd(real, real, 48) == 0.0 and mouth_correlation(real, real) == pytest.approx(1.0)
+    assert mouth_correlation(real, still) == 0.0
+    assert lmd(real, still, 48) > 0.005
+    assert mouth_correlation(real, backwards) < 0.7
