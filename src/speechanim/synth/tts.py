@@ -14,12 +14,15 @@ eSpeak reports a plosive or affricate at its burst; its segment is moved back to
 silence of its closure starts, which is when the lips (for p, b) close.
 
 Determinism: libespeak-ng keeps synthesis state in process-wide static variables (waveform phase,
-pitch flutter, the position in libc's ``rand()`` noise sequence), so the same text spoken twice in
-one process gives slightly different samples.  Each call to :func:`synthesize` therefore loads the
-library afresh (``dlopen``), synthesises, and unloads it (``dlclose``), with libc's random generator
-switched to a private state seeded with 1 for the duration: the same text and :class:`Voice` give
-bit-identical samples whatever was synthesised before.  This costs about 1 ms a call on top of
-the ~3 ms that a GRID sentence takes.  Calls are serialised by a process-wide lock.
+pitch flutter, its noise generator), so the same text spoken twice in one process gives slightly
+different samples.  Each call to :func:`synthesize` therefore loads the library afresh (``dlopen``),
+synthesises, and unloads it (``dlclose``).  Its noise comes from two generators, both seeded with
+:data:`NOISE_SEED` per call: eSpeak NG's own (1.52 and later; ``espeak_ng_Initialize`` seeds it from
+the wall clock, ``time(NULL)``, so it must be reseeded with ``espeak_ng_SetRandSeed`` after every
+initialisation) and libc's ``rand()`` (older eSpeak NG, and the Klatt "speechPlayer" voices), which
+is switched to a private state for the duration.  The same text and :class:`Voice` thus give
+bit-identical samples in any process, whatever was synthesised before.  This costs about 1 ms a call
+on top of the ~3 ms that a GRID sentence takes.  Calls are serialised by a process-wide lock.
 """
 from __future__ import annotations
 
@@ -65,6 +68,9 @@ _EVENT_WORD = 1
 _EVENT_END = 5
 _EVENT_MSG_TERMINATED = 6
 _EVENT_PHONEME = 7
+
+#: The seed of eSpeak's noise generators for every utterance (any fixed value; 1 is libc's default).
+NOISE_SEED = 1
 
 
 class _EventId(ctypes.Union):
@@ -237,6 +243,11 @@ class _Engine:
         lib.espeak_Terminate.restype = ctypes.c_int
         lib.espeak_Info.restype = ctypes.c_char_p
         lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        try:  # eSpeak NG >= 1.52 has its own noise generator, seeded from the clock at initialisation
+            lib.espeak_ng_SetRandSeed.restype = ctypes.c_int
+            lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        except AttributeError:  # older versions draw their noise from libc's rand() only
+            pass
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(),
                                      _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
         if rate != SAMPLE_RATE:
@@ -287,8 +298,11 @@ class _Engine:
                                      (_RANGE, voice.pitch_range), (_WORDGAP, voice.word_gap)):
                     if lib.espeak_SetParameter(param, value, 0) != _EE_OK:
                         raise TTSError(f"espeak_SetParameter({param}, {value}) failed")
-                # eSpeak draws noise from libc's rand(): give it a private generator seeded with 1.
-                previous = self._libc.initstate(1, rand_state, len(rand_state))
+                # Noise: eSpeak's own generator was seeded from the clock by espeak_Initialize, and
+                # libc's rand() (older eSpeak, Klatt voices) is shared with the process: seed both.
+                if hasattr(lib, "espeak_ng_SetRandSeed") and lib.espeak_ng_SetRandSeed(NOISE_SEED) != _EE_OK:
+                    raise TTSError("espeak_ng_SetRandSeed failed")
+                previous = self._libc.initstate(NOISE_SEED, rand_state, len(rand_state))
                 try:
                     err = lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
                 finally:
