@@ -9,7 +9,13 @@ and --training override them like the CLI's options (``--model '{}' --training '
 
 Speed: one ``speechanim.train.train_step`` (generator forward, discriminator step, generator step)
 on random batches of ``batch_size`` clips x ``n_frames`` frames, best of ``--repeats`` timings of
-``--steps`` steps after one warm-up step; prints steps/s and training frames/s per variant.
+``--steps`` steps after one warm-up step; prints steps/s and training frames/s per variant, steps
+per CPU-second of this process (steadier than the wall clock on a shared machine) and each
+variant's speed relative to ``l1``. Then the data loader: batches/s of the trainer's own DataLoader
+(``TrainingWindows`` of ``n_frames``, ``batch_size``, ``num_workers`` as configured) over
+``--data`` (default: the packed embedded corpus if it is there, else a written one), as a multiple
+of the fastest variant's step rate: with ``num_workers`` 0 the loader runs in the training process,
+between steps, so it should be several times faster than a step.
 
 --run: writes a corpus of drawn talking faces (tests/train_fixtures.py: a face per clip, blinking
 eyes, a mouth whose opening follows the loudness of a voiced syllable train) with ``--clips``
@@ -76,20 +82,47 @@ def speed(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig, steps: i
     batch = Batch(torch.rand(b, 3, h, w, device=dev) * 2 - 1, torch.rand(b, t, 3, h, w, device=dev) * 2 - 1,
                   torch.randn(b, t, model_cfg.window, device=dev) * 0.3)
 
-    def run(n: int) -> float:
+    def run(n: int) -> tuple[float, float]:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             train_step(nets, opts, criterion, batch)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     run(1)
-    best = min(run(steps) for _ in range(repeats))
-    return {"steps_per_s": steps / best, "frames_per_s": steps * b * t / best,
+    timings = [run(steps) for _ in range(repeats)]
+    wall, cpu = min(w for w, _ in timings), min(c for _, c in timings)
+    return {"steps_per_s": steps / wall, "frames_per_s": steps * b * t / wall, "steps_per_cpu_s": steps / cpu,
             "params": {n: sum(p.numel() for p in m.parameters()) for n, m in nets.items()}}
+
+
+def loader_speed(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, batches: int) -> dict:
+    """Batches/s (wall, and per CPU-second of this process) of the trainer's DataLoader over ``path``."""
+    from torch.utils.data import DataLoader
+
+    from speechanim.packing import TrainingWindows, worker_init
+
+    ds = TrainingWindows(path, train_cfg.n_frames, window_s=model_cfg.audio_window_s)
+    if len(ds) < train_cfg.batch_size:
+        raise SystemExit(f"{path}: {len(ds)} clips of >= {train_cfg.n_frames} frames, fewer than one batch")
+    torch.manual_seed(0)
+    loader = DataLoader(ds, train_cfg.batch_size, shuffle=True, drop_last=True, num_workers=train_cfg.num_workers,
+                        worker_init_fn=worker_init)
+    done, t0, c0 = 0, 0.0, 0.0
+    while done < batches:
+        for _ in loader:  # a new pass (and its workers) when one ends; the first batch is a warm-up
+            if t0 == 0.0:
+                t0, c0 = time.perf_counter(), time.process_time()
+                continue
+            done += 1
+            if done == batches:
+                break
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"batches_per_s": done / wall, "batches_per_cpu_s": done / cpu if train_cfg.num_workers == 0 else None,
+            "clips": len(ds)}
 
 
 def mouth_following(gen, val_path: Path, truth: dict, seed: int = 0) -> tuple[float, float, float]:
@@ -128,6 +161,9 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=300, help="--run: training clips before mirroring")
     ap.add_argument("--val-clips", type=int, default=24)
     ap.add_argument("--workdir", type=Path, default=None, help="--run: keep the corpus and models here")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="packed clips for the loader timing (default: data/packed/synthgrid/train.h5 if there)")
+    ap.add_argument("--loader-batches", type=int, default=60, help="batches timed for the loader (0: skip)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,10 +176,28 @@ def main() -> None:
           f"{train_cfg.n_frames} frames; {where}")
 
     if not args.run:
+        rates = {}
         for v in args.variants:
-            r = speed(v, model_cfg, train_cfg, args.steps, args.repeats)
+            r = rates[v] = speed(v, model_cfg, train_cfg, args.steps, args.repeats)
+            vs_l1 = f"  {r['steps_per_cpu_s'] / rates['l1']['steps_per_cpu_s']:4.2f}x l1" if "l1" in rates else ""
             print(f"  {v:10s} {r['steps_per_s']:6.2f} steps/s  {r['frames_per_s']:7.0f} frames/s  "
+                  f"{r['steps_per_cpu_s']:6.2f} steps/CPU-s{vs_l1}  "
                   f"({', '.join(f'{n} {p:,}' for n, p in r['params'].items())} parameters)")
+        if args.loader_batches:
+            data = args.data or Path(__file__).resolve().parents[1] / "data/packed/synthgrid/train.h5"
+            if args.data is None and not data.is_file():
+                from train_fixtures import write_talking_faces
+
+                data = Path(tempfile.mkdtemp(prefix="bench_train_")) / "train.h5"
+                write_talking_faces(data, 48, n_frames=75, image_size=model_cfg.image_size,
+                                    sample_rate=model_cfg.sample_rate, seed=0)
+            r = loader_speed(data, model_cfg, train_cfg, args.loader_batches)
+            fastest = max(rates.values(), key=lambda x: x["steps_per_s"])
+            per_cpu = (f", {r['batches_per_cpu_s']:.1f} batches/CPU-s = "
+                       f"{r['batches_per_cpu_s'] / fastest['steps_per_cpu_s']:.1f}x") if r["batches_per_cpu_s"] else ""
+            print(f"  loader     {r['batches_per_s']:6.2f} batches/s = {r['batches_per_s'] / fastest['steps_per_s']:.1f}x "
+                  f"the fastest variant's steps/s{per_cpu} ({data}, {r['clips']} clips, "
+                  f"{train_cfg.num_workers} workers)")
         return
 
     from train_fixtures import write_talking_faces

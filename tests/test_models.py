@@ -279,6 +279,34 @@ def test_sequence_discriminator_handles_variable_lengths():
         d_seq(frames, audio, [10, 4, 6])
 
 
+@pytest.mark.parametrize("lengths", [None, [5, 3]])
+def test_sequence_discriminator_judges_several_videos_as_separate_calls(lengths):
+    """Real and generated videos judged together with one audio (the discriminator's step) give the
+    logits and gradients of one call each, in training mode too (batch norm per video)."""
+    cfg = small_config()
+    d_seq = SequenceDiscriminator(cfg).train()
+    _, real, audio = inputs(cfg, 2, 5, seed=1)
+    _, fake, _ = inputs(cfg, 2, 5, seed=2)
+
+    def grads(judge):
+        d_seq.zero_grad()
+        x = fake.clone().requires_grad_()
+        logits = judge(x)
+        (logits * torch.tensor([[1.0], [-2.0]])).sum().backward()
+        return logits.detach(), x.grad, {n: p.grad.clone() for n, p in d_seq.named_parameters()}
+
+    together = grads(lambda x: d_seq([real, x], audio, lengths))
+    apart = grads(lambda x: torch.stack([d_seq(real, audio, lengths), d_seq(x, audio, lengths)]))
+    assert together[0].shape == (2, 2)
+    torch.testing.assert_close(together[0], apart[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together[1], apart[1], atol=1e-6, rtol=1e-4)
+    for name, grad in together[2].items():
+        torch.testing.assert_close(grad, apart[2][name], atol=1e-5, rtol=1e-4, msg=name)
+    assert together[2]["audio_encoder.net.0.weight"].abs().sum() > 0  # the shared audio code is trained by both
+    with pytest.raises(ValueError, match="one shape"):
+        d_seq([real, fake[:, :4]], audio)
+
+
 def test_sequence_discriminator_ignores_padding_in_training_mode():
     cfg = small_config()
     d_seq = SequenceDiscriminator(cfg).train()

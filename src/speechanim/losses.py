@@ -110,7 +110,9 @@ class GANLoss:
     """Equations 1-3 for one variant.
 
     ``frame_disc`` and ``seq_disc`` are the discriminators the variant uses (None otherwise).
-    :meth:`discriminator` gives the discriminators' loss on a batch and a detached fake video;
+    :meth:`discriminator` gives the discriminators' loss on a batch and a detached fake video (the
+    sequence discriminator judges the real and the fake video in one call, which encodes their
+    common audio once: see :class:`speechanim.models.SequenceDiscriminator`);
     :meth:`generator` the generator's total ``L_adv + lambda * L_L1`` on the fake video (not detached).
     Both return ``(total, parts)`` where ``parts`` maps a name to a detached scalar for logging:
     ``d_img``, ``d_seq`` (losses) and ``d_img_real``, ``d_img_fake``, ``d_seq_real``, ``d_seq_fake``
@@ -150,7 +152,7 @@ class GANLoss:
             parts["d_img_real"], parts["d_img_fake"] = torch.sigmoid(r).mean(), torch.sigmoid(f).mean()
             total = total + loss
         if "seq" in self.terms:
-            r, f = self.seq_disc(batch.real, batch.audio), self.seq_disc(fake, batch.audio)
+            r, f = self.seq_disc([batch.real, fake], batch.audio)  # one audio encoding for both
             parts["d_seq"] = loss = discriminator_bce(r, f)
             parts["d_seq_real"], parts["d_seq_fake"] = torch.sigmoid(r).mean(), torch.sigmoid(f).mean()
             total = total + loss

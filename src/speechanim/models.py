@@ -514,24 +514,46 @@ class SequenceDiscriminator(nn.Module):
                                         nn.LeakyReLU(cfg.leaky_slope),
                                         nn.Linear(cfg.seq_disc_classifier_hidden, 1))
 
-    def forward(self, frames: Tensor, audio: Tensor, lengths: Tensor | Sequence[int] | None = None) -> Tensor:
+    def forward(self, frames: Tensor | Sequence[Tensor], audio: Tensor,
+                lengths: Tensor | Sequence[int] | None = None) -> Tensor:
         """``frames (B, T, 3, H, W)``, ``audio (B, T, window)``, optional valid ``lengths (B,)``
-        -> logits ``(B,)``. Steps past a sequence's length are ignored (never encoded)."""
-        b, t = frames.shape[:2]
+        -> logits ``(B,)``. Steps past a sequence's length are ignored (never encoded).
+
+        ``frames`` may also be a list of N videos of that shape, each judged with the same audio
+        (real and generated, in the discriminator's step) -> logits ``(N, B)``: the same numbers as N
+        calls, but the audio is encoded once and the GRU runs once on all N. Each video goes through
+        the image CNN on its own, so that its batch-norm statistics are its own, as in N calls.
+        """
+        videos = [frames] if isinstance(frames, Tensor) else list(frames)
+        b, t = videos[0].shape[:2]
+        if any(v.shape != videos[0].shape for v in videos):
+            raise ValueError(f"videos judged together must have one shape, got {[tuple(v.shape) for v in videos]}")
+        dev = videos[0].device
         if lengths is None:
-            lengths = torch.full((b,), t, dtype=torch.long)
-        lengths = torch.as_tensor(lengths, dtype=torch.long, device=frames.device)
+            lengths = torch.full((b,), t, dtype=torch.long, device=dev)
+        lengths = torch.as_tensor(lengths, dtype=torch.long, device=dev)
         if lengths.min() < 1 or lengths.max() > t:
             raise ValueError(f"lengths must lie in [1, {t}], got {lengths.tolist()}")
-        valid = (torch.arange(t, device=frames.device)[None] < lengths[:, None]).reshape(-1)
         # Encode only the valid steps, so padding never enters batch-norm statistics.
-        img, _ = self.image_encoder(frames.reshape(b * t, *frames.shape[2:])[valid])
-        aud = self.audio_encoder(audio.reshape(b * t, -1)[valid])
-        feats = frames.new_zeros(b * t, img.shape[1] + aud.shape[1])
-        feats[valid] = torch.cat([img, aud], 1)
-        out, _ = self.rnn(feats.view(b, t, -1))  # causal: outputs up to a sequence's end ignore what follows
-        last = out[torch.arange(b, device=frames.device), lengths - 1]
-        return self.classifier(last)[:, 0]
+        valid = (torch.arange(t, device=dev)[None] < lengths[:, None]).reshape(-1)
+        padded = not bool(valid.all())
+
+        def encode(x: Tensor, encoder) -> Tensor:
+            """(B * T, ...) -> (B * T, code) with zeros past the ends (no copies when nothing is padded)."""
+            if not padded:
+                return encoder(x)
+            code = encoder(x[valid])
+            out = code.new_zeros(b * t, code.shape[1])
+            out[valid] = code
+            return out
+
+        aud = encode(audio.reshape(b * t, -1), self.audio_encoder)
+        img = [encode(v.reshape(b * t, *v.shape[2:]), lambda x: self.image_encoder(x)[0]) for v in videos]
+        feats = torch.cat([torch.cat([i, aud], 1) for i in img]).view(len(videos) * b, t, -1)
+        out, _ = self.rnn(feats)  # causal: outputs up to a sequence's end ignore what follows
+        last = out[torch.arange(len(videos) * b, device=dev), lengths.repeat(len(videos)) - 1]
+        logits = self.classifier(last)[:, 0]
+        return logits if isinstance(frames, Tensor) else logits.view(len(videos), b)
 
 
 __all__ = [

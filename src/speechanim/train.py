@@ -581,9 +581,9 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
               f"clips x {tcfg.n_frames} frames per epoch on {d.device}"
             + (f" x {d.world} processes" if d.world > 1 else ""))
     if d.world > 1:
-        # The discriminators run twice (real, then generated) before one backward; DDP's buffer
+        # The frame discriminator runs twice (real, then generated) before one backward; DDP's buffer
         # broadcast at the second forward would overwrite batch-norm statistics the first one saved
-        # for its backward. They only ever run in training mode (batch statistics), so their running
+        # for its backward. The discriminators only run in training mode (batch statistics), so their running
         # statistics need no synchronising; the generator's (used at validation) are broadcast.
         nets = {n: DistributedDataParallel(m, device_ids=[d.device.index] if cuda else None,
                                            broadcast_buffers=n == "generator") for n, m in nets.items()}
