@@ -178,7 +178,7 @@ def test_generated_row_scores_every_clip_with_the_metrics_modules(gen_result, re
     assert s["n_videos"] == 3 and s["frame_step"] == STEP and s["generated"] == str(generated)
     fake = real_frames(generated)
     for r in rows:
-        q = video_quality(real[r["key"]], fake[r["key"]])
+        q = video_quality(real[r["key"]][1:], fake[r["key"]][1:])  # frames 2..T
         assert r["psnr"] == q.psnr and r["ssim"] == q.ssim
         assert r["fdbm"] == fdbm_video(fake[r["key"]][::STEP])
         assert r["cpbd"] == cpbd_video(fake[r["key"]][::STEP])
@@ -186,7 +186,8 @@ def test_generated_row_scores_every_clip_with_the_metrics_modules(gen_result, re
         # Gaussian noise of std 8 (a little less after clipping to [0, 255]): 20 log10(255 / 8) = 30.07 dB
         assert 29.5 < r["psnr"] < 32.0 and 0.3 < r["ssim"] < 0.95
         assert 0.0 < r["acd"] < SAME_PERSON_THRESHOLD  # the noisy copy is still the same person
-    for name in ("psnr", "ssim", "fdbm", "cpbd", "acd"):
+        assert 0.0 <= r["lmd"] < 0.02  # the noisy copy's lips within 2% of the crop width of the real ones
+    for name in ("psnr", "ssim", "fdbm", "cpbd", "acd", "lmd", "mouth_r"):
         assert np.isfinite(s[name]) and s[name] == pytest.approx(np.mean([r[name] for r in rows]), rel=1e-12)
 
 
@@ -214,6 +215,40 @@ def test_ground_truth_row_has_no_psnr_ssim_and_scores_the_real_videos(gt_result,
         assert r["fdbm"] == fdbm_video(real[r["key"]][::STEP])
         assert 0.0 <= r["acd"] < SAME_PERSON_THRESHOLD / 2  # real frames of one speaker against the first
     assert s["fdbm"] > 0 and 0 < s["cpbd"] <= 1
+
+
+def test_still_image_control_is_frame_0_repeated_scored_like_a_method(packed, real, reader_path):
+    """The still image: PSNR over frames 2..T is finite, its mouth is frozen (r 0), it never blinks,
+    its identity distance is 0, and the lipreader reads it like any video."""
+    from speechanim.evaluate import still_video
+
+    result = evaluate(packed, None, reader_path, control="still", frame_step=STEP, progress=False)
+    s, rows = result["summary"], result["clips"]
+    assert s["control"] == "still" and s["generated"] is None and s["n_videos"] == 3
+    reader = LipReader.load(reader_path)
+    for r in rows:
+        still = still_video(real[r["key"]])
+        assert still.shape == real[r["key"]].shape and (still == real[r["key"]][0]).all()
+        assert r["psnr"] == video_quality(real[r["key"]][1:], still[1:]).psnr and np.isfinite(r["psnr"])
+        assert r["mouth_r"] == 0.0 and r["lmd"] > 0 and r["blinks"] == 0 and r["acd"] == 0.0
+        assert r["transcript"] == reader.transcribe(still)
+    assert s["mouth_r"] == 0.0 and s["blinks_per_s"] == 0.0 and s["wer"] is not None
+
+
+def test_controls_are_checked(packed, generated):
+    with pytest.raises(EvaluationError, match="unknown control"):
+        evaluate(packed, None, None, control="mute", progress=False)
+    with pytest.raises(EvaluationError, match="no generated file"):
+        evaluate(packed, generated, None, control="still", progress=False)
+    with pytest.raises(EvaluationError, match="SyncNet"):
+        evaluate(packed, None, None, control="shifted_audio", progress=False)
+
+
+def test_shift_audio_delays_and_wraps():
+    from speechanim.evaluate import shift_audio
+
+    audio = np.arange(10, dtype=np.float32)
+    assert shift_audio(audio, 0.3, 10).tolist() == [7, 8, 9, 0, 1, 2, 3, 4, 5, 6]
 
 
 def test_wer_counts_word_errors_over_all_test_words(gt_result):
@@ -314,7 +349,7 @@ def test_cli_writes_the_summary_json_and_the_per_clip_csv(packed, generated, rea
     assert summary["wer_videos"] == 3
     assert {"psnr", "ssim", "fdbm", "cpbd", "acd", "transcript", "blinks", "blink_frames", "seconds"} <= set(rows[0])
     assert float(rows[0]["psnr"]) == pytest.approx(summary["psnr"], rel=1e-12)
-    assert float(rows[0]["psnr"]) == video_quality(real[KEYS[0]], real_frames(generated)[KEYS[0]]).psnr
+    assert float(rows[0]["psnr"]) == video_quality(real[KEYS[0]][1:], real_frames(generated)[KEYS[0]][1:]).psnr
     assert float(rows[0]["fdbm"]) == fdbm_video(real_frames(generated)[KEYS[0]][::10])
 
 
@@ -332,7 +367,8 @@ def test_module_runs_as_a_command(packed, root):
 
 def _summary(**values) -> dict:
     base = dict(real="test.h5", generated="x.h5", n_videos=3, frame_step=1, psnr=27.98, ssim=0.8441, fdbm=0.1143,
-                cpbd=0.2771, acd=0.18234, wer=0.2545, blinks_per_s=0.2512, blink_duration_s=0.1667, blink_clips=3)
+                cpbd=0.2771, acd=0.18234, lmd=0.02134, mouth_r=0.512, lse_d=7.1234, lse_c=2.345, wer=0.2545,
+                blinks_per_s=0.2512, blink_duration_s=0.1667, blink_clips=3)
     base.update(values)
     return base
 
@@ -352,7 +388,11 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def test_table2_rows_columns_na_and_wer_percent(tmp_path, capsys):
     metrics = _write_summaries(tmp_path / "grid" / "metrics", {
-        "ground_truth": _summary(generated=None, psnr=None, ssim=None, wer=0.214),
+        "ground_truth": _summary(generated=None, psnr=None, ssim=None, lmd=None, mouth_r=None, wer=0.214),
+        "still": _summary(generated=None, control="still", psnr=29.1, mouth_r=0.0, lse_c=0.01, wer=0.96),
+        "shifted_audio": _summary(generated=None, control="shifted_audio", psnr=None, ssim=None, fdbm=None, cpbd=None,
+                                  acd=None, lmd=None, mouth_r=None, wer=None, blinks_per_s=None,
+                                  blink_duration_s=None, lse_c=0.5),
         "l1": _summary(psnr=28.474, ssim=0.859, wer=0.279),
         "l1_advimg": _summary(psnr=27.71, wer=0.2794, blink_duration_s=None),
         "full": _summary(),
@@ -360,40 +400,46 @@ def test_table2_rows_columns_na_and_wer_percent(tmp_path, capsys):
     out = tmp_path / "table2.csv"
     assert tables_main(["table2", "--metrics", str(metrics), "--out", str(out)]) == 0
     columns, rows = _read_csv(out)
-    assert columns == TABLE2_COLUMNS == ["Method", "PSNR", "SSIM", "FDBM", "CPBD", "ACD (dlib)", "WER", "Blinks/s",
-                                         "Blink (s)"]
-    assert [r["Method"] for r in rows] == ["Ground Truth Videos", "L1 loss", "L1 + Adv_img", "L1 + Adv_img + Adv_seq"]
-    gt, l1, advimg, full = rows
-    assert (gt["PSNR"], gt["SSIM"], gt["WER"]) == ("N/A", "N/A", "21.4%")
+    assert columns == TABLE2_COLUMNS == ["Method", "PSNR", "SSIM", "FDBM", "CPBD", "ACD (dlib)", "LMD", "Mouth r",
+                                         "LSE-D", "LSE-C", "WER", "Blinks/s", "Blink (s)"]
+    assert [r["Method"] for r in rows] == ["Ground Truth Videos", "Still image", "Real video, shifted audio", "L1 loss",
+                                           "L1 + Adv_img", "L1 + Adv_img + Adv_seq"]
+    gt, still, shifted, l1, advimg, full = rows
+    assert (gt["PSNR"], gt["SSIM"], gt["WER"], gt["LMD"]) == ("N/A", "N/A", "21.4%", "N/A")
+    assert (still["PSNR"], still["Mouth r"], still["LSE-C"], still["WER"]) == ("29.10", "0.00", "0.010", "96.0%")
+    assert [k for k, v in shifted.items() if v != "N/A"] == ["Method", "LSE-D", "LSE-C"]
     assert (l1["PSNR"], l1["SSIM"], l1["WER"]) == ("28.47", "0.859", "27.9%")
     assert advimg["Blink (s)"] == "N/A" and advimg["WER"] == "27.9%"
     assert full == {"Method": "L1 + Adv_img + Adv_seq", "PSNR": "27.98", "SSIM": "0.844", "FDBM": "0.114",
-                    "CPBD": "0.277", "ACD (dlib)": "0.1823", "WER": "25.4%", "Blinks/s": "0.25", "Blink (s)": "0.167"}
+                    "CPBD": "0.277", "ACD (dlib)": "0.1823", "LMD": "0.0213", "Mouth r": "0.51", "LSE-D": "7.123",
+                    "LSE-C": "2.345", "WER": "25.4%", "Blinks/s": "0.25", "Blink (s)": "0.167"}
     md = out.with_suffix(".md").read_text().splitlines()
-    assert md[0] == "| " + " | ".join(TABLE2_COLUMNS) + " |" and len(md) == 2 + 4
+    assert md[0] == "| " + " | ".join(TABLE2_COLUMNS) + " |" and len(md) == 2 + 6
     assert md[2].startswith("| Ground Truth Videos | N/A | N/A |")
     assert "L1 + Adv_img + Adv_seq" in capsys.readouterr().err  # the markdown is echoed
 
 
 def test_table3_per_dataset_with_empty_user_column_and_missing_wer(tmp_path):
-    grid = _write_summaries(tmp_path / "grid", {"full": _summary(), "static": _summary(psnr=27.39, wer=0.372)})
+    controls = {"ground_truth": _summary(psnr=None), "still": _summary(psnr=30.0), "shifted_audio": _summary(psnr=None)}
+    grid = _write_summaries(tmp_path / "grid", {"full": _summary(), "static": _summary(psnr=27.39, wer=0.372), **controls})
     tcd = _write_summaries(tmp_path / "tcd", {"full": _summary(psnr=23.54, wer=None),
-                                              "static": _summary(psnr=23.01, wer=None, blinks_per_s=None)})
+                                              "static": _summary(psnr=23.01, wer=None, blinks_per_s=None), **controls})
     out = tmp_path / "t" / "table3.csv"
     assert tables_main(["table3", "--dataset", "grid", "--dataset", "tcdtimit", str(grid), str(tcd),
                         "--out", str(out)]) == 0
     columns, rows = _read_csv(out)
-    assert columns == TABLE3_COLUMNS == ["Dataset", "Method", "PSNR", "SSIM", "FDBM", "CPBD", "ACD (dlib)", "User",
-                                         "WER", "Blinks/s", "Blink (s)"]
-    assert [(r["Dataset"], r["Method"]) for r in rows] == [("grid", "Proposed Model"), ("grid", "Baseline"),
-                                                          ("tcdtimit", "Proposed Model"), ("tcdtimit", "Baseline")]
-    assert [r["PSNR"] for r in rows] == ["27.98", "27.39", "23.54", "23.01"]
-    assert [r["WER"] for r in rows] == ["25.4%", "37.2%", "N/A", "N/A"]
-    assert all(r["User"] == "" for r in rows) and rows[3]["Blinks/s"] == "N/A"
+    assert columns == TABLE3_COLUMNS == ["Dataset", "Method", "PSNR", "SSIM", "FDBM", "CPBD", "ACD (dlib)", "LMD",
+                                         "Mouth r", "LSE-D", "LSE-C", "User", "WER", "Blinks/s", "Blink (s)"]
+    block = ["Proposed Model", "Baseline", "Ground Truth Videos", "Still image", "Real video, shifted audio"]
+    assert [(r["Dataset"], r["Method"]) for r in rows] == [("grid", m) for m in block] + [("tcdtimit", m) for m in block]
+    assert [r["PSNR"] for r in rows] == ["27.98", "27.39", "N/A", "30.00", "N/A", "23.54", "23.01", "N/A", "30.00", "N/A"]
+    assert [r["WER"] for r in rows][:2] + [r["WER"] for r in rows][5:7] == ["25.4%", "37.2%", "N/A", "N/A"]
+    assert all(r["User"] == "" for r in rows) and rows[6]["Blinks/s"] == "N/A"
 
 
 def test_tables_name_a_missing_or_broken_summary(tmp_path, capsys):
-    metrics = _write_summaries(tmp_path / "m", {"ground_truth": _summary(), "l1": _summary(), "full": _summary()})
+    metrics = _write_summaries(tmp_path / "m", {name: _summary() for name in
+                                                ("ground_truth", "still", "shifted_audio", "l1", "full")})
     out = tmp_path / "table2.csv"
     assert tables_main(["table2", "--metrics", str(metrics), "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -414,13 +460,14 @@ def test_table_reads_what_evaluate_writes(gen_result, gt_result, tmp_path):
     from speechanim.evaluate import write_results
 
     metrics = tmp_path / "metrics"
-    for name, result in (("ground_truth", gt_result), ("l1", gen_result), ("l1_advimg", gen_result),
-                         ("full", gen_result)):
+    for name, result in (("ground_truth", gt_result), ("still", gen_result), ("shifted_audio", gen_result),
+                         ("l1", gen_result), ("l1_advimg", gen_result), ("full", gen_result)):
         write_results(result, metrics / f"{name}.json")
     out = tmp_path / "table2.csv"
     assert tables_main(["table2", "--metrics", str(metrics), "--out", str(out)]) == 0
     _, rows = _read_csv(out)
     s = gen_result["summary"]
     assert rows[0]["PSNR"] == "N/A" and rows[0]["WER"] == f"{100 * gt_result['summary']['wer']:.1f}%"
-    assert rows[3]["PSNR"] == f"{s['psnr']:.2f}" and rows[3]["ACD (dlib)"] == f"{s['acd']:.4f}"
-    assert rows[3]["WER"] == f"{100 * s['wer']:.1f}%" and rows[3]["Blinks/s"] == f"{s['blinks_per_s']:.2f}"
+    assert rows[5]["PSNR"] == f"{s['psnr']:.2f}" and rows[5]["ACD (dlib)"] == f"{s['acd']:.4f}"
+    assert rows[5]["LMD"] == f"{s['lmd']:.4f}" and rows[5]["Mouth r"] == f"{s['mouth_r']:.2f}"
+    assert rows[5]["WER"] == f"{100 * s['wer']:.1f}%" and rows[5]["Blinks/s"] == f"{s['blinks_per_s']:.2f}"

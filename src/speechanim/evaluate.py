@@ -5,11 +5,16 @@
         --lipreader results/<ds>/lipreader.pt --out results/<ds>/metrics/full.json
     # the ground-truth row: the real test videos themselves
     python -m speechanim.evaluate --real data/packed/<ds>/test.h5 --lipreader ... --out results/<ds>/metrics/ground_truth.json
+    # the controls: the still image repeated, the real video with its audio shifted (0.8 s, wrapping)
+    python -m speechanim.evaluate --real ... --control still|shifted_audio --syncnet ... --out ...
 
 Per video (generated against the real clip with the same key; the still image is the real clip's
 first aligned frame, the one the generator was given):
 
-* PSNR, SSIM (:mod:`speechanim.metrics.quality`) -- N/A for the ground-truth row
+* PSNR, SSIM (:mod:`speechanim.metrics.quality`) over frames 2..T (frame 1 is the still itself for
+  the still-image control, and its PSNR would be infinite) -- N/A for the ground-truth row
+* LMD and the mouth-opening correlation against the real clip (:mod:`speechanim.metrics.lmd`)
+* AV offset, LSE-D and LSE-C from the dataset's SyncNet (:mod:`speechanim.syncnet`), with the audio
 * FDBM, CPBD sharpness, ACD identity distance (dlib's ResNet face descriptor, not OpenFace)
 * the lipreader's transcript, scored as WER over all test words
 * blink count and durations (eye aspect ratio from mediapipe landmarks); a video in which
@@ -22,7 +27,11 @@ over videos (WER: word errors over all words).  ``max_clips`` scores N test clip
 over the sorted keys (the same clips for every method) with the image metrics and blinks; the lipreader, which
 costs milliseconds a clip, reads every test clip (``wer_videos``), since WER on a few clips is too
 noisy to tell methods apart.  A per-clip CSV is written beside the JSON (``scored``: whether the
-clip has the image metrics).
+clip has the image metrics).  The sync scores, like WER, are over every test clip.
+
+The controls are scored by the same code (``--control``): ``still``, frame 0 of the real clip
+repeated for the clip's length, with every metric; ``shifted_audio``, the real frames with the audio
+rolled by ``shift_s`` (0.8 s: beyond the +-15-frame sync search) -- only the sync scores read the audio, so only they are given.
 """
 from __future__ import annotations
 
@@ -45,31 +54,54 @@ class EvaluationError(ValueError):
     pass
 
 
+#: Controls scored like methods: the still image repeated, and the real video with shifted audio.
+CONTROLS = ("still", "shifted_audio")
+
+#: The shifted-audio control's offset (s): 20 frames at 25 fps, beyond the sync search of +-15 frames.
+SHIFT_S = 0.8
+
+#: A clip's sync is right when the found AV offset is within this many frames of 0.
+SYNC_TOLERANCE = 1
+
+
 def _frames(h5: h5py.File, key: str) -> np.ndarray:
     return h5[key]["frames"][()].transpose(0, 2, 3, 1)
 
 
+def still_video(real: np.ndarray) -> np.ndarray:
+    """The still-image control: frame 0 repeated for the clip's length."""
+    return np.repeat(real[:1], len(real), axis=0)
+
+
+def shift_audio(audio: np.ndarray, shift_s: float, rate: int) -> np.ndarray:
+    """The audio delayed by ``shift_s`` seconds, wrapping around the clip's end."""
+    return np.roll(audio, int(round(shift_s * rate)))
+
+
 def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step: int) -> dict[str, Any]:
-    """Every per-video metric of one clip; ``fake`` None scores the real video (ground truth)."""
+    """Every per-video image metric of one clip; ``fake`` None scores the real video (ground truth)."""
     from .align import detect_landmarks
     from .metrics.acd import acd
     from .metrics.blinks import blinks_from_landmarks, eye_aspect_ratio
     from .metrics.cpbd import cpbd_video
     from .metrics.fdbm import fdbm_video
+    from .metrics.lmd import lmd, mouth_correlation
     from .metrics.quality import video_quality
 
     video = real if fake is None else fake
     row: dict[str, Any] = {}
+    landmarks, _ = detect_landmarks(video, video=True)
     if fake is not None:
         if fake.shape != real.shape:
             raise EvaluationError(f"generated frames {fake.shape} and real frames {real.shape} differ")
-        q = video_quality(real, fake)
+        q = video_quality(real[1:], fake[1:])  # frames 2..T: the first is the still for the control
         row.update(psnr=q.psnr, ssim=q.ssim)
+        real_landmarks, _ = detect_landmarks(real, video=True)
+        row.update(lmd=lmd(real_landmarks, landmarks, real.shape[2]), mouth_r=mouth_correlation(real_landmarks, landmarks))
     sub = video[::frame_step]
     row["fdbm"] = fdbm_video(sub)
     row["cpbd"] = cpbd_video(sub, fit_blocks=True)  # frames smaller than a block (the embedded 64 x 48): one block
     row["acd"] = acd(real[0], video, frame_step=frame_step)
-    landmarks, _ = detect_landmarks(video, video=True)
     if np.isfinite(eye_aspect_ratio(landmarks)).any():
         blinks = blinks_from_landmarks(landmarks, fps)
         row["blinks"] = blinks.count
@@ -80,15 +112,29 @@ def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step
     return row
 
 
+def sync_row(scorer, video: np.ndarray, audio: np.ndarray, rate: int, fps: float) -> dict[str, Any]:
+    s = scorer.score(video, audio, rate, fps)
+    return {"av_offset": s.offset, "lse_d": s.lse_d, "lse_c": s.lse_c}
+
+
 def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | None, lipreader_path: str | os.PathLike | None,
-             *, frame_step: int = 1, max_clips: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Score one method (``generated_path``) or the ground truth (``None``) on a packed test file."""
+             *, syncnet_path: str | os.PathLike | None = None, control: str | None = None, shift_s: float = SHIFT_S,
+             frame_step: int = 1, max_clips: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Score one method (``generated_path``), a control (``control``) or the ground truth (neither)
+    on a packed test file."""
     from .lipreader import LipReader, wer
 
     if frame_step < 1:
         raise EvaluationError(f"frame_step must be >= 1, got {frame_step}")
     if max_clips is not None and max_clips < 1:
         raise EvaluationError(f"max_clips must be >= 1 (None: every clip), got {max_clips}")
+    if control is not None and control not in CONTROLS:
+        raise EvaluationError(f"unknown control {control!r}: one of {', '.join(CONTROLS)}")
+    if control is not None and generated_path is not None:
+        raise EvaluationError("a control is made from the real clips: give no generated file with it")
+    if control == "shifted_audio" and syncnet_path is None:
+        raise EvaluationError("the shifted-audio control is scored by the sync metrics only: give the SyncNet")
+    image_metrics = control != "shifted_audio"  # the shifted-audio control's frames are the real ones
     with h5py.File(real_path, "r") as real:
         every = [k for k in clip_keys(real) if not k.endswith("_mirror")]
         if not every:
@@ -96,9 +142,14 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
         keys = every
         if max_clips and len(keys) > max_clips:  # evenly spread, so that every test speaker counts
             keys = [keys[int(i)] for i in np.linspace(0, len(keys) - 1, max_clips).round()]
-        scored = set(keys)
-        reader = LipReader.load(lipreader_path) if lipreader_path else None
-        needed = every if reader is not None else keys  # the lipreader reads every test clip
+        scored = set(keys) if image_metrics else set()
+        reader = LipReader.load(lipreader_path) if lipreader_path and image_metrics else None
+        syncnet = None
+        if syncnet_path:
+            from .syncnet import SyncScorer
+
+            syncnet = SyncScorer.load(syncnet_path)
+        needed = every if (reader is not None or syncnet is not None) else keys  # WER and sync: every clip
         fake = h5py.File(generated_path, "r") if generated_path else None
         try:
             if fake is not None:
@@ -106,19 +157,28 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
                 if missing:
                     raise EvaluationError(f"{generated_path}: lacks {len(missing)} test clips, e.g. {missing[0]}")
             rows = []
-            for key in tqdm(needed, desc=f"evaluate {Path(generated_path or real_path).name}", unit="clip", disable=not progress):
+            name = Path(generated_path).name if generated_path else (control or "ground_truth")
+            for key in tqdm(needed, desc=f"evaluate {name}", unit="clip", disable=not progress):
                 g = real[key]
-                fps = float(g.attrs["fps"])
+                fps, rate = float(g.attrs["fps"]), int(g.attrs["sample_rate"])
                 real_frames = _frames(real, key)
                 fake_frames = _frames(fake, key) if fake is not None else None
+                if control == "still":
+                    fake_frames = still_video(real_frames)
                 if fake_frames is not None and fake_frames.shape != real_frames.shape:
                     raise EvaluationError(f"{generated_path}: clip {key} has frames {fake_frames.shape} (T, H, W, 3) "
                                           f"but the real clip in {real_path} has {real_frames.shape}")
+                video = real_frames if fake_frames is None else fake_frames
                 row = {"key": key, "words": str(g.attrs["words"]), "fps": fps, "scored": key in scored}
                 if key in scored:
                     row.update(score_clip(real_frames, fake_frames, fps, frame_step))
                 if reader is not None:
-                    row["transcript"] = reader.transcribe(real_frames if fake_frames is None else fake_frames)
+                    row["transcript"] = reader.transcribe(video)
+                if syncnet is not None:
+                    audio = g["audio"][()]
+                    if control == "shifted_audio":
+                        audio = shift_audio(audio, shift_s, rate)
+                    row.update(sync_row(syncnet, video, audio, rate, fps))
                 rows.append(row)
         finally:
             if fake is not None:
@@ -133,9 +193,12 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
     seconds = sum(r["seconds"] for r in measured)
     blink_count = sum(r["blinks"] for r in measured)
     blink_seconds = sum(r["blink_frames"] / r["fps"] for r in measured)
+    synced = [r for r in rows if r.get("av_offset") is not None]
     summary: dict[str, Any] = {
         "real": str(real_path),
         "generated": str(generated_path) if generated_path else None,
+        "control": control,
+        "shift_s": shift_s if control == "shifted_audio" else None,
         "n_videos": len(scored),
         "frame_step": frame_step,
         "psnr": mean("psnr"),
@@ -143,6 +206,13 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
         "fdbm": mean("fdbm"),
         "cpbd": mean("cpbd"),
         "acd": mean("acd"),
+        "lmd": mean("lmd"),
+        "mouth_r": mean("mouth_r"),
+        "lmd_clips": sum(r.get("lmd") is not None for r in rows),
+        "lse_d": mean("lse_d"),
+        "lse_c": mean("lse_c"),
+        "sync_ok": float(np.mean([abs(r["av_offset"]) <= SYNC_TOLERANCE for r in synced])) if synced else None,
+        "sync_videos": len(synced) if synced else None,
         "wer": wer([r["words"] for r in rows], [r["transcript"] for r in rows]) if reader is not None else None,
         "wer_videos": len(rows) if reader is not None else None,
         "blinks_per_s": blink_count / seconds if measured else None,
@@ -174,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", required=True, type=Path, help="the packed test file")
     p.add_argument("--generated", type=Path, default=None, help="generated videos (omit for the ground-truth row)")
     p.add_argument("--lipreader", type=Path, default=None, help="the dataset's lipreader checkpoint (WER)")
+    p.add_argument("--syncnet", type=Path, default=None, help="the dataset's SyncNet checkpoint (AV offset, LSE-D, LSE-C)")
+    p.add_argument("--control", choices=CONTROLS, default=None,
+                   help="score a control made from the real clips: the still image repeated, or the real video with shifted audio")
+    p.add_argument("--shift-s", type=float, default=SHIFT_S, help="audio shift of the shifted_audio control (default %(default)s s)")
     p.add_argument("--out", required=True, type=Path, help="summary JSON (a per-clip CSV goes beside it)")
     p.add_argument("--frame-step", type=int, default=1, help="score every k-th frame for FDBM, CPBD, ACD (paper: 1)")
     p.add_argument("--max-clips", type=int, default=None, help="image metrics on N test clips spread evenly over the file (default all); the lipreader reads all")
@@ -184,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_clips is not None and args.max_clips < 1:
         p.error("--max-clips must be >= 1 (leave it out for every clip)")
     try:
-        result = evaluate(args.real, args.generated, args.lipreader, frame_step=args.frame_step,
+        result = evaluate(args.real, args.generated, args.lipreader, syncnet_path=args.syncnet, control=args.control,
+                          shift_s=args.shift_s, frame_step=args.frame_step,
                           max_clips=args.max_clips, progress=not args.no_progress)
     except (OSError, ValueError, KeyError) as e:
         print(f"speechanim.evaluate: error: {e}", file=sys.stderr)

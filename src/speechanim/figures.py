@@ -12,6 +12,9 @@ writes, each as PNG:
   most blinks: frames around its first blink and the eye aspect ratio over the clip, real and
   generated (Fig. 7); when none blinks, a real blink and the full model's frames at the same
   moment, the title saying so (no figure if no real clip blinks either)
+* ``fig_sync.png``          with ``--syncnet``: SyncNet's mean audio-video distance against the AV
+  offset on one test clip, for the real video, the full model, the static baseline and the still
+  image (a sharp minimum at 0 is lip sync; LSE-C is the depth of that minimum below the median)
 * ``fig8_silence.png``      the leading silence of a clip: real, static baseline, full model (Fig. 8,
   "the baseline ... in silence": the static model has no temporal context to stay still with)
 
@@ -194,7 +197,23 @@ def blink_figure(rows: list[tuple[str, np.ndarray, np.ndarray]], columns: list[i
     return _save(fig, title, out)
 
 
-def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *, seed: int = 0) -> list[Path]:
+def sync_figure(rows: list[tuple[str, np.ndarray]], scorer, audio: np.ndarray, rate: int, fps: float, title: str,
+                out: Path) -> Path:
+    """Distance against AV offset for each ``(label, frames)`` row, scored with the clip's audio."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, frames in rows:
+        s = scorer.score(frames, audio, rate, fps)
+        offsets = np.arange(len(s.distances)) - (len(s.distances) - 1) // 2
+        ax.plot(offsets, s.distances, marker=".", label=f"{label} (offset {s.offset:+d}, LSE-C {s.lse_c:.2f})")
+    ax.axvline(0, color="0.7", lw=0.8)
+    ax.set_xlabel("AV offset (frames; + = audio later)")
+    ax.set_ylabel("mean distance")
+    ax.legend(fontsize=7)
+    return _save(fig, title, out)
+
+
+def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *, seed: int = 0,
+                 syncnet: Path | None = None) -> list[Path]:
     """Write the figures whose inputs exist (see the module docstring); returns the PNGs written.
 
     Figures 4, 7 and 8 need ``<generated>/{l1,full,static}.h5``; 5 and 6 need two speakers.
@@ -260,6 +279,14 @@ def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *,
                                             list(range(lo, lo + N_COLUMNS)),
                                             f"{rkey}: a real blink; the full model blinks in none of {scanned} clips "
                                             "(cf. Fig. 7)", out / "fig7_blinks.png", fps))
+        if syncnet is not None:
+            from .evaluate import still_video
+            from .syncnet import SyncScorer
+
+            rows = [("real", gt)] + [(name, gen(v, key)) for name, v in (("full model", "full"), ("static baseline", "static"))
+                                     if v in have] + [("still image", still_video(gt))]
+            written.append(sync_figure(rows, SyncScorer.load(syncnet), real[key]["audio"][()], int(real[key].attrs["sample_rate"]),
+                                       fps, f"{key}: SyncNet distance vs AV offset", out / "fig_sync.png"))
         if {"static", "full"} <= have.keys():
             written.append(strip([("real", gt), ("static baseline", gen("static", key)), ("full model", gen("full", key))],
                                  list(range(0, 2 * N_COLUMNS, 2)),
@@ -275,9 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, type=Path, help="the full model's generator.pt")
     p.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--syncnet", type=Path, default=None, help="the dataset's SyncNet checkpoint (fig_sync.png)")
     args = p.parse_args(argv)
     try:
-        written = make_figures(args.h5, args.generated, args.checkpoint, args.out, seed=args.seed)
+        written = make_figures(args.h5, args.generated, args.checkpoint, args.out, seed=args.seed, syncnet=args.syncnet)
     except (OSError, ValueError) as e:
         print(f"speechanim.figures: error: {e}", file=sys.stderr)
         return 1

@@ -15,7 +15,11 @@ column (the paper's user study) stays empty until there is one.  Both read the J
 
 ACD is measured with dlib's ResNet face descriptor (128-d; OpenFace's model cannot be had offline),
 so its scale is not the paper's; WER comes from the LipNet-style lipreader the DAG trains on each
-dataset's real training videos.  Blink rate and mean blink duration are extra columns.
+dataset's real training videos.  Extra columns: LMD and the mouth-opening correlation (lip landmarks
+against the real clip), LSE-D and LSE-C (the SyncNet the DAG trains), blink rate and mean duration.
+Both tables hold the controls a reader needs to judge the methods: the still image repeated (the
+PSNR/SSIM to beat, the floor of every motion metric) and the real video with shifted audio (the
+floor of the sync metrics; N/A for what does not read the audio).
 """
 from __future__ import annotations
 
@@ -71,12 +75,22 @@ def write_table(path: str | os.PathLike, columns: list[str], rows: list[dict[str
 ACD_COLUMN = "ACD (dlib)"
 METRIC_COLUMNS = [("PSNR", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.3f}"), ("FDBM", "fdbm", "{:.3f}"),
                   ("CPBD", "cpbd", "{:.3f}"), (ACD_COLUMN, "acd", "{:.4f}")]
+# lip sync against the real clip (LMD, mouth-opening r) and against the audio (SyncNet's LSE-D, LSE-C)
+SYNC_COLUMNS = [("LMD", "lmd", "{:.4f}"), ("Mouth r", "mouth_r", "{:.2f}"), ("LSE-D", "lse_d", "{:.3f}"),
+                ("LSE-C", "lse_c", "{:.3f}")]
 BLINK_COLUMNS = [("Blinks/s", "blinks_per_s", "{:.2f}"), ("Blink (s)", "blink_duration_s", "{:.3f}")]
-TABLE2_ROWS = [("Ground Truth Videos", "ground_truth"), ("L1 loss", "l1"), ("L1 + Adv_img", "l1_advimg"),
-               ("L1 + Adv_img + Adv_seq", "full")]
-TABLE2_COLUMNS = ["Method"] + [c for c, _, _ in METRIC_COLUMNS] + ["WER"] + [c for c, _, _ in BLINK_COLUMNS]
-TABLE3_ROWS = [("Proposed Model", "full"), ("Baseline", "static")]
-TABLE3_COLUMNS = ["Dataset", "Method"] + [c for c, _, _ in METRIC_COLUMNS] + ["User", "WER"] + [c for c, _, _ in BLINK_COLUMNS]
+# the controls every method must beat: the still image repeated, the real video with shifted audio
+CONTROL_ROWS = [("Still image", "still"), ("Real video, shifted audio", "shifted_audio")]
+TABLE2_ROWS = [("Ground Truth Videos", "ground_truth"), *CONTROL_ROWS, ("L1 loss", "l1"),
+               ("L1 + Adv_img", "l1_advimg"), ("L1 + Adv_img + Adv_seq", "full")]
+TABLE2_COLUMNS = (["Method"] + [c for c, _, _ in METRIC_COLUMNS + SYNC_COLUMNS] + ["WER"]
+                  + [c for c, _, _ in BLINK_COLUMNS])
+TABLE3_ROWS = [("Proposed Model", "full"), ("Baseline", "static"), ("Ground Truth Videos", "ground_truth"), *CONTROL_ROWS]
+TABLE3_COLUMNS = (["Dataset", "Method"] + [c for c, _, _ in METRIC_COLUMNS + SYNC_COLUMNS] + ["User", "WER"]
+                  + [c for c, _, _ in BLINK_COLUMNS])
+#: The summaries (results/<dataset>/metrics/<name>.json) the tables read.
+TABLE2_METHODS = [name for _, name in TABLE2_ROWS]
+TABLE3_METHODS = [name for _, name in TABLE3_ROWS]
 
 
 def _fmt(value, fmt: str) -> str:
@@ -85,7 +99,7 @@ def _fmt(value, fmt: str) -> str:
 
 def metric_cells(summary: dict) -> dict[str, str]:
     """The table cells of one method's summary (evaluate.py JSON)."""
-    cells = {col: _fmt(summary.get(key), fmt) for col, key, fmt in METRIC_COLUMNS + BLINK_COLUMNS}
+    cells = {col: _fmt(summary.get(key), fmt) for col, key, fmt in METRIC_COLUMNS + SYNC_COLUMNS + BLINK_COLUMNS}
     cells["WER"] = _fmt(None if summary.get("wer") is None else 100 * summary["wer"], "{:.1f}%")
     return cells
 

@@ -13,6 +13,8 @@ rule generate:
         ev=config["evaluation"],
     log:
         f"{LOGS}/evaluate/{{dataset}}/generate_{{variant}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/generate_{{variant}}.tsv",
     threads: 1
     resources:
         mem_mb=8000,
@@ -26,29 +28,48 @@ rule generate:
         " --limit-videos {params.ev[videos]} --seed {params.ev[seed]} 2> {log}"
 
 
+CONTROLS = ["still", "shifted_audio"]
+TABLE2_METHODS = ["ground_truth", *CONTROLS, "l1", "l1_advimg", "full"]
+TABLE3_METHODS = ["full", "static", "ground_truth", *CONTROLS]
+
+
 def _evaluate_args(wildcards):
     ev = config["evaluation"]
     args = f"--frame-step {ev['frame_step']}"
     if ev.get("max_clips"):
         args += f" --max-clips {ev['max_clips']}"
+    if wildcards.method in CONTROLS:
+        args += f" --control {wildcards.method}"
+    if wildcards.method == "shifted_audio":
+        args += f" --shift-s {ev['control_shift_s']}"
     return args
 
 
+def _generated_video(wildcards):
+    """A method's generated videos; none for the real videos and the controls made from them."""
+    if wildcards.method in ["ground_truth", *CONTROLS]:
+        return []
+    return f"{RESULTS}/{wildcards.dataset}/generated/{wildcards.method}.h5"
+
+
 rule evaluate_method:
-    """Every metric of the paper for one method's videos (or, for ground_truth, the real test videos)."""
+    """Every metric for one method's videos, the real test videos (ground_truth) or a control made from them."""
     input:
         real=lambda wc: packed(wc.dataset, "test"),
         lipreader=f"{RESULTS}/{{dataset}}/lipreader.pt",
-        generated=lambda wc: [] if wc.method == "ground_truth" else f"{RESULTS}/{wc.dataset}/generated/{wc.method}.h5",
+        syncnet=f"{RESULTS}/{{dataset}}/syncnet.pt",
+        generated=_generated_video,
     output:
         f"{RESULTS}/{{dataset}}/metrics/{{method}}.json",
     wildcard_constraints:
-        method="ground_truth|l1|l1_advimg|full|static",
+        method="ground_truth|still|shifted_audio|l1|l1_advimg|full|static",
     params:
         args=_evaluate_args,
         generated=lambda wc, input: f"--generated {input.generated}" if input.generated else "",
     log:
         f"{LOGS}/evaluate/{{dataset}}/metrics_{{method}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/evaluate_{{method}}.tsv",
     resources:
         mem_mb=4000,
         runtime=240,
@@ -56,13 +77,13 @@ rule evaluate_method:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS=1 python -m speechanim.evaluate --real {input.real} {params.generated}"
-        " --lipreader {input.lipreader} --out {output} {params.args} 2> {log}"
+        " --lipreader {input.lipreader} --syncnet {input.syncnet} --out {output} {params.args} 2> {log}"
 
 
 rule table2:
-    """Table 2: the ablation study on the first dataset."""
+    """Table 2: the ablation study on the first dataset, with the controls."""
     input:
-        expand(f"{RESULTS}/{RUN_DATASETS[0]}/metrics/{{method}}.json", method=["ground_truth", "l1", "l1_advimg", "full"]),
+        expand(f"{RESULTS}/{RUN_DATASETS[0]}/metrics/{{method}}.json", method=TABLE2_METHODS),
     output:
         f"{RESULTS}/table2.csv",
     log:
@@ -72,9 +93,9 @@ rule table2:
 
 
 rule table3:
-    """Table 3: the proposed model against the static baseline on every dataset."""
+    """Table 3: the proposed model against the static baseline on every dataset, with the controls."""
     input:
-        expand(f"{RESULTS}/{{dataset}}/metrics/{{method}}.json", dataset=RUN_DATASETS, method=["full", "static"]),
+        expand(f"{RESULTS}/{{dataset}}/metrics/{{method}}.json", dataset=RUN_DATASETS, method=TABLE3_METHODS),
         f"{RESULTS}/table2.csv",
         f"{RESULTS}/table1.csv",
         expand(f"{RESULTS}/figures/{{dataset}}/fig4_l1_vs_full.png", dataset=RUN_DATASETS),
@@ -97,12 +118,14 @@ rule figures:
         h5=lambda wc: packed(wc.dataset, "test"),
         checkpoint=f"{RESULTS}/{{dataset}}/models/full/generator.pt",
         generated=expand(f"{RESULTS}/{{{{dataset}}}}/generated/{{variant}}.h5", variant=["l1", "full", "static"]),
+        syncnet=f"{RESULTS}/{{dataset}}/syncnet.pt",
     output:
         f"{RESULTS}/figures/{{dataset}}/fig4_l1_vs_full.png",
+        f"{RESULTS}/figures/{{dataset}}/fig_sync.png",
     log:
         f"{LOGS}/evaluate/{{dataset}}/figures.log",
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m speechanim.figures --h5 {input.h5} --generated {RESULTS}/{wildcards.dataset}/generated"
-        " --checkpoint {input.checkpoint} --out {RESULTS}/figures/{wildcards.dataset} 2> {log}"
+        " --checkpoint {input.checkpoint} --syncnet {input.syncnet} --out {RESULTS}/figures/{wildcards.dataset} 2> {log}"

@@ -15,6 +15,8 @@ rule align_speaker:
         size=" ".join(str(v) for v in config["preprocess"]["image_size"]),
     log:
         f"{LOGS}/preprocess/{{dataset}}/{{speaker}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/align_{{speaker}}.tsv",
     resources:
         mem_mb=4000,
         runtime=120,

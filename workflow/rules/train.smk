@@ -18,6 +18,8 @@ rule train:
         training=json.dumps(config["training"], sort_keys=True),
     log:
         f"{LOGS}/train/{{dataset}}/{{variant}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/train_{{variant}}.tsv",
     threads: 1
     resources:
         mem_mb=16000,
@@ -42,6 +44,8 @@ rule lipreader:
         cfg=json.dumps(config["lipreader"], sort_keys=True),
     log:
         f"{LOGS}/train/{{dataset}}/lipreader.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/lipreader.tsv",
     threads: 1
     resources:
         mem_mb=16000,
@@ -51,4 +55,29 @@ rule lipreader:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m speechanim.lipreader train --train {input.train} --val {input.val}"
+        " --out {output} --config '{params.cfg}' 2> {log}"
+
+
+rule syncnet:
+    """A SyncNet-style audio-video sync network trained on the dataset's real training videos (the sync scores)."""
+    input:
+        train=lambda wc: packed(wc.dataset, "train"),
+        val=lambda wc: packed(wc.dataset, "val"),
+    output:
+        f"{RESULTS}/{{dataset}}/syncnet.pt",
+    params:
+        cfg=json.dumps(config["syncnet"], sort_keys=True),
+    log:
+        f"{LOGS}/train/{{dataset}}/syncnet.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/syncnet.tsv",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m speechanim.syncnet train --train {input.train} --val {input.val}"
         " --out {output} --config '{params.cfg}' 2> {log}"
