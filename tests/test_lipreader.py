@@ -21,8 +21,11 @@ from speechanim.lipreader import (
     LipReader,
     LipReaderConfig,
     LipReaderError,
+    augment,
     cer,
+    ctc_grammar_decode,
     ctc_greedy_decode,
+    decode,
     decode_labels,
     edit_distance,
     encode_text,
@@ -106,6 +109,25 @@ def test_ctc_greedy_decode_known_sequence():
     assert ctc_greedy_decode(_one_hot_logits(["_"] * 5)) == ""
     with pytest.raises(ValueError, match="scores must be"):
         ctc_greedy_decode(torch.zeros(4, 10))
+
+
+def test_grammar_decoder_snaps_to_the_grid_grammar():
+    # a clean path reads the same either way
+    clean = _one_hot_logits(list("__bin_ blue a_t f  tw_o nnow___"))
+    assert ctc_greedy_decode(clean) == ctc_grammar_decode(clean) == "bin blue at f two now"
+    # a path with two misread letters: greedy gives non-words, the grammar the nearest sentence
+    noisy = _one_hot_logits(list("__bin_ bllue a_t f  tw_ nnoa___"))
+    assert ctc_greedy_decode(noisy) == "bin blue at f tw noa"
+    assert ctc_grammar_decode(noisy) == decode(noisy, "grid") == "bin blue at f two now"
+    # a doubled letter needs a blank between its two frames ("green", "three")
+    doubled = _one_hot_logits(list("_set gre_en _in z _thre_e_ so_on__"))
+    assert ctc_grammar_decode(doubled) == ctc_greedy_decode(doubled) == "set green in z three soon"
+    # other slots and words can be given; frames past the length are ignored
+    assert ctc_grammar_decode(_one_hot_logits(list("_ab_ b__xyz")), [("ab", "ba"), ("b", "c")], length=6) == "ab b"
+    with pytest.raises(ValueError, match="too few"):
+        ctc_grammar_decode(_one_hot_logits(list("bin")))
+    with pytest.raises(ValueError, match="decoder must be"):
+        decode(clean, "beam")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -289,7 +311,9 @@ def test_eval_cli_scores_mismatched_videos_worse(overfit, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(out), "--h5", str(h5), "--out", str(report), "--device", "cpu"]) == 0
     result = json.loads(report.read_text())
     assert result["n_clips"] == 2 and result["n_words"] == 12
-    assert result["wer"] == 0.0 and result["cer"] == 0.0
+    assert result["wer"] == 0.0 and result["cer"] == 0.0 and result["decoder"] == "greedy"
+    # grid-mini's sentences are GRID's, so the grammar decoder is scored too
+    assert result["by_decoder"] == {"greedy": {"wer": 0.0, "cer": 0.0}, "grid": {"wer": 0.0, "cer": 0.0}}
     assert [c["reference"] for c in result["clips"]] == [c["hypothesis"] for c in result["clips"]]
     # the same reader on inputs that do not match the speech scores far worse
     assert result["controls"]["still_frame"]["wer"] > 0.5
@@ -335,3 +359,39 @@ def test_cli_errors_name_the_file(tmp_path, overfit, capsys):
     with pytest.raises(CheckpointError):
         LipReader.load(tmp_path / "absent.pt")
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.json").exists()
+
+
+def test_augment_draws_from_its_generator():
+    crops = torch.arange(75 * 16 * 24).reshape(75, 16, 24).remainder(251).to(torch.uint8)
+    cfg = LipReaderConfig(mouth_size=(16, 24), jitter=2, time_stretch=0.2, time_mask=10)
+    a, b = augment(crops, cfg, np.random.default_rng(3)), augment(crops, cfg, np.random.default_rng(3))
+    assert a.dtype == torch.float32 and a.shape[1:] == (16, 24) and 60 <= len(a) <= 90
+    assert torch.equal(a, b)  # same generator state, same variation
+    assert not torch.equal(a, augment(crops, cfg, np.random.default_rng(4)))
+    # jitter alone shifts the whole clip by up to 2 pixels: the interior reappears shifted
+    shifted = augment(crops, LipReaderConfig(mouth_size=(16, 24), jitter=2), np.random.default_rng(0))
+    assert shifted.shape == crops.shape
+    assert any(torch.equal(shifted[:, 2:-2, 2:-2], crops[:, 2 + dy:14 + dy, 2 + dx:22 + dx].float())
+               for dy in range(-2, 3) for dx in range(-2, 3))
+    # no augmentation configured: the clip as it is
+    assert torch.equal(augment(crops, LipReaderConfig(mouth_size=(16, 24)), np.random.default_rng(0)), crops.float())
+
+
+def test_same_config_and_seed_give_identical_weights(tmp_path, aligned):
+    """Training is reproducible bit for bit on one machine: data order, dropout, augmentation and
+    initialisation all come from ``cfg.seed``; another seed gives other weights."""
+    h5 = _pack(tmp_path / "train.h5", aligned, OVERFIT_CLIPS)
+    base = {**TINY, "epochs": 3, "patience": 3, "dropout": 0.2, "jitter": 1, "time_stretch": 0.1, "time_mask": 8,
+            "lr_schedule": "onecycle"}
+
+    def weights(name: str, **overrides) -> dict[str, torch.Tensor]:
+        with _one_thread():
+            train(h5, h5, tmp_path / name, LipReaderConfig.from_overrides({**base, **overrides}), device="cpu",
+                  progress=False)
+        return load_checkpoint(tmp_path / name)["model"]
+
+    first, second, other = weights("a.pt"), weights("b.pt"), weights("c.pt", seed=1)
+    assert list(first) == list(second) and len(first) > 10
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert not all(torch.equal(first[n], other[n]) for n in first if first[n].is_floating_point())

@@ -19,18 +19,13 @@ so the mouth is in the same place in each; the box comes from the template's mou
 generated videos that have no landmarks.  The crop is made grayscale, resized to
 ``LipReaderConfig.mouth_size`` and standardised per clip (zero mean, unit variance).
 
-Decoding is greedy CTC (best path: arg-max per frame, merge repeats, drop blanks); LipNet decodes
-with a CTC beam search, which this leaves out.  WER is the word-level
-edit distance summed over clips divided by the number of reference words; CER likewise on
-characters.
+Decoding (``LipReaderConfig.decoder``) is either greedy CTC (best path: arg-max per frame, merge
+repeats, drop blanks) or ``"grid"``: the best CTC path through GRID's fixed six-slot grammar, a
+lexicon-constrained decoder in the spirit of LipNet's beam search with a language model (LipNet's
+own beam search is left out).  Evaluation reports the WER under both.  WER is the word-level edit
+distance summed over clips divided by the number of reference words; CER likewise on characters.
 
-Cost and accuracy measured on an earlier embedded default (synthgrid: 6 training speakers, 300 clips +
-their mirror images, 75 frames at 128 x 96; 2 validation and 4 test speakers, speaker-independent;
-the mouth crops are the same size at today's 64 x 48, and the README gives today's figures):
-one pass over 300 clips takes ~6.8 s on 2 CPU cores (~9.5 s on one), validation of 100 clips ~0.7 s,
-reading the packed files ~15 s; so an epoch of train.h5 is ~14 s.  Validation WER after 12 / 16 /
-32 epochs: ~0.65 / 0.59 / 0.41; the 16-epoch reader gives test WER 0.56 (CER 0.27) on real videos
-against 0.96 for a still frame repeated and 0.81 for another clip's sentence.
+Its cost, learning curve and WER on the embedded corpus are in the README ("The lipreader").
 
 CLI (the Snakemake rules call exactly these)::
 
@@ -58,6 +53,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tqdm import tqdm
 
+from . import gridformat
 from .align import load_template
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .models import device as default_device
@@ -91,6 +87,9 @@ __all__ = [
 BLANK = 0
 VOCABULARY = " abcdefghijklmnopqrstuvwxyz"
 _CHAR_INDEX = {c: i + 1 for i, c in enumerate(VOCABULARY)}
+
+LR_SCHEDULES = ("plateau", "cosine", "onecycle", "constant")
+DECODERS = ("greedy", "grid")
 
 #: Checkpoint ``kind`` of a lipreader file (generator checkpoints have none).
 CHECKPOINT_KIND = "lipreader"
@@ -136,6 +135,89 @@ def ctc_greedy_decode(scores: Tensor | np.ndarray, length: int | None = None) ->
     best = scores[: length if length is not None else scores.shape[0]].argmax(dim=1).tolist()
     labels = [c for i, c in enumerate(best) if c != BLANK and (i == 0 or c != best[i - 1])]
     return decode_labels(labels)
+
+
+#: GRID's grammar as the "grid" decoder reads it: the words of each of the six slots.
+GRID_SLOTS: tuple[tuple[str, ...], ...] = tuple(tuple(sorted(set(table.values()))) for table in gridformat.GRAMMAR)
+
+
+def ctc_grammar_decode(scores: Tensor | np.ndarray, slots: Sequence[Sequence[str]] = GRID_SLOTS,
+                       length: int | None = None) -> str:
+    """The sentence of one word from each slot, in order, whose best CTC path scores highest on the
+    per-frame class scores ``(T, C)`` (Viterbi through the grammar, words separated by a space).
+
+    A lexicon-constrained decoder: a GRID sentence read with one wrong letter comes out as the
+    nearest sentence the grammar allows rather than as a non-word.  Every word of every slot is
+    one row of CTC states (blank, l1, blank, ..., blank), all advanced together frame by frame; a
+    slot's words are entered from the best word of the slot before, ended one frame earlier.
+    """
+    scores = torch.as_tensor(scores)
+    if scores.ndim != 2 or scores.shape[1] != len(VOCABULARY) + 1:
+        raise ValueError(f"scores must be (T, {len(VOCABULARY) + 1}), got {tuple(scores.shape)}")
+    lp = scores[: length if length is not None else scores.shape[0]].double().log_softmax(-1).numpy()
+    n_frames, n_slots = len(lp), len(slots)
+    if n_frames == 0:
+        raise ValueError("no frames to decode")
+    labels = [[encode_text(w if k == 0 else " " + w) for w in words] for k, words in enumerate(slots)]
+    n_words = max(len(words) for words in slots)
+    n = np.full((n_slots, n_words), 2)  # extended lengths; padding rows have no valid state
+    ext = np.zeros((n_slots, n_words, 2 * max(len(l) for ls in labels for l in ls) + 1), np.int64)
+    for k, ls in enumerate(labels):
+        for i, l in enumerate(ls):
+            n[k, i] = 2 * len(l) + 1
+            ext[k, i, 1:2 * len(l):2] = l
+    invalid = np.arange(ext.shape[2]) >= n[..., None]
+    invalid[n == 2] = True
+    skip = np.zeros(ext.shape, bool)  # s - 2 -> s: jump the blank between two different labels
+    skip[..., 2:] = (ext[..., 2:] != BLANK) & (ext[..., 2:] != ext[..., :-2])
+    last = np.stack([n - 1, n - 2])[..., None]  # a word ends on its last label or the blank after it
+    score = np.full(ext.shape, -np.inf)
+    entry = np.zeros(ext.shape, np.int64)
+    slot_end = np.full(n_slots, -np.inf)  # best score of a word of each slot ending at the previous frame
+    end_word = np.zeros((n_frames, n_slots), np.int64)
+    end_entry = np.zeros((n_frames, n_slots), np.int64)
+    for t in range(n_frames):
+        candidates = np.full((4, *ext.shape), -np.inf)
+        entries = np.zeros((4, *ext.shape), np.int64)
+        candidates[0], entries[0] = score, entry  # stay
+        candidates[1, ..., 1:], entries[1, ..., 1:] = score[..., :-1], entry[..., :-1]  # next state
+        candidates[2, ..., 2:] = np.where(skip[..., 2:], score[..., :-2], -np.inf)  # skip a blank
+        entries[2, ..., 2:] = entry[..., :-2]
+        enter = np.concatenate([[0.0 if t == 0 else -np.inf], slot_end[:-1]])  # into a slot's first blank or label
+        candidates[3, ..., :2], entries[3] = enter[:, None, None], t
+        best = candidates.argmax(0)[None]
+        score = np.take_along_axis(candidates, best, 0)[0] + lp[t][ext]
+        entry = np.take_along_axis(entries, best, 0)[0]
+        score[invalid] = -np.inf
+        ends = np.take_along_axis(score[None], last, 3)[..., 0]  # (2, slots, words)
+        at = ends.argmax(0)  # which of the two end states
+        ends = ends.max(0)
+        word = ends.argmax(1)
+        rows = np.arange(n_slots)
+        slot_end = ends[rows, word]
+        end_word[t] = word
+        end_entry[t] = entry[rows, word, last[at[rows, word], rows, word, 0]]
+    if not np.isfinite(slot_end[-1]):
+        raise ValueError(f"{n_frames} frames are too few for any sentence of the grammar")
+    out, t = [], n_frames - 1
+    for k in range(n_slots - 1, -1, -1):
+        out.append(slots[k][end_word[t, k]])
+        t = end_entry[t, k] - 1
+    return " ".join(reversed(out))
+
+
+def decode(scores: Tensor | np.ndarray, decoder: str = "greedy") -> str:
+    """One clip's per-frame class scores ``(T, C)`` as text, by ``decoder`` ("greedy" or "grid")."""
+    if decoder == "greedy":
+        return ctc_greedy_decode(scores)
+    if decoder == "grid":
+        return ctc_grammar_decode(scores)
+    raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+
+
+def _is_grid_sentence(text: str) -> bool:
+    words = normalise_text(text).split()
+    return len(words) == len(GRID_SLOTS) and all(w in slot for w, slot in zip(words, GRID_SLOTS))
 
 
 def edit_distance(reference: Sequence, hypothesis: Sequence) -> int:
@@ -209,12 +291,25 @@ class LipReaderConfig:
     gru_layers: int = 2
     # Training. LipNet: Adam, learning rate 1e-4, mini-batches of 50, dropout 0.5. Here a higher
     # rate, smaller batches and less dropout, which learn much faster on a CPU budget (measured on
-    # synthgrid: the LipNet-like 1e-3 / 16 / 0.3 was at 0.85 validation WER after 20 epochs). lr_schedule: "plateau" halves the rate after `lr_patience` epochs
-    # without a better validation WER (a short run keeps its full rate, a long one settles);
-    # "cosine" decays it to 0 over `epochs`; "constant" keeps it.
+    # synthgrid: the LipNet-like 1e-3 / 16 / 0.3 was at 0.85 validation WER after 20 epochs).
+    # lr_schedule: "plateau" halves the rate after `lr_patience` epochs without a better validation
+    # WER (a short run keeps its full rate, a long one settles); "cosine" decays it to 0 over
+    # `epochs`; "onecycle" warms up over `warmup` of the steps, then decays; "constant" keeps it.
     lr: float = 2e-3
     lr_schedule: str = "plateau"
     lr_patience: int = 3
+    warmup: float = 0.1  # "onecycle": fraction of the steps spent rising to `lr` before the cosine decay
+    # Training augmentation, drawn per clip (the mirrored copies in train.h5 are the paper's own).
+    # jitter: the crop shifted by up to this many crop pixels each way (the aligned mouth moves a
+    # pixel or two between speakers); time_stretch: the clip resampled in time at a rate in
+    # [1 - s, 1 + s] (speaking rate); time_mask: one span of up to this many frames replaced by the
+    # clip's mean frame. Brightness and contrast are left out: the per-clip standardisation undoes them.
+    jitter: int = 0
+    time_stretch: float = 0.0
+    time_mask: int = 0
+    # Decoding: "greedy" (best path) or "grid" (the best path through GRID's six-slot grammar,
+    # a lexicon-constrained CTC decoder; LipNet decodes with a beam search and a language model).
+    decoder: str = "greedy"
     batch_size: int = 8
     epochs: int = 40
     patience: int = 8  # epochs without a better validation WER (or loss at equal WER) before stopping
@@ -240,8 +335,14 @@ class LipReaderConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if min(self.box_width, self.box_above, self.box_below) <= 0:
             raise ValueError("box_width, box_above and box_below must be positive")
-        if self.lr_schedule not in ("plateau", "cosine", "constant"):
-            raise ValueError(f"lr_schedule must be 'plateau', 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+        if self.jitter < 0 or self.time_mask < 0 or not 0.0 <= self.time_stretch < 0.5:
+            raise ValueError("jitter and time_mask must be >= 0 and time_stretch in [0, 0.5)")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.lr_patience < 1:
             raise ValueError(f"lr_patience must be positive, got {self.lr_patience}")
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
@@ -470,6 +571,28 @@ def _batch(crops: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     return out, lengths
 
 
+def augment(crops: Tensor, cfg: LipReaderConfig, rng: np.random.Generator) -> Tensor:
+    """One clip's crops ``(T, h, w)`` varied at random for training (``cfg.jitter``,
+    ``cfg.time_stretch``, ``cfg.time_mask``), as float32; every draw comes from ``rng``."""
+    x = crops.float()
+    if cfg.time_stretch > 0:  # nearest-frame resampling at a random rate
+        rate = rng.uniform(1 - cfg.time_stretch, 1 + cfg.time_stretch)
+        length = max(1, round(len(x) * rate))
+        x = x[torch.from_numpy(np.minimum((np.arange(length) / rate).astype(np.int64), len(x) - 1))]
+    if cfg.jitter > 0:  # the whole clip shifted, edges repeated
+        j = cfg.jitter
+        dy, dx = rng.integers(0, 2 * j + 1, size=2)
+        padded = F.pad(x[:, None], (j, j, j, j), mode="replicate")[:, 0]
+        x = padded[:, dy:dy + x.shape[1], dx:dx + x.shape[2]]
+    if cfg.time_mask > 0:
+        span = int(rng.integers(0, cfg.time_mask + 1))
+        if 0 < span < len(x):
+            at = int(rng.integers(0, len(x) - span + 1))
+            x = x.clone()
+            x[at:at + span] = x.mean(dim=0)
+    return x
+
+
 # --------------------------------------------------------------------------------------------
 # The reader (inference)
 # --------------------------------------------------------------------------------------------
@@ -504,8 +627,9 @@ class LipReader:
             out += [y[j, : lengths[j]] for j in range(len(lengths))]
         return out
 
-    def transcribe_crops(self, crops: Sequence[Tensor], batch_size: int = 32) -> list[str]:
-        return [ctc_greedy_decode(y) for y in self.logits(crops, batch_size)]
+    def transcribe_crops(self, crops: Sequence[Tensor], batch_size: int = 32, decoder: str | None = None) -> list[str]:
+        """Sentences of mouth crops, decoded with ``decoder`` (default: the checkpoint's ``cfg.decoder``)."""
+        return [decode(y, decoder or self.cfg.decoder) for y in self.logits(crops, batch_size)]
 
     def crops(self, frames: np.ndarray | Tensor, *, channels_first: bool = False) -> Tensor:
         """Mouth crops ``(T, h, w)`` uint8 of aligned uint8 frames, as this reader cuts them."""
@@ -561,7 +685,7 @@ def _validate(model: LipNet, data: MouthClips, cfg: LipReaderConfig, dev: torch.
         crops, texts = data.crops[i:i + cfg.batch_size], data.texts[i:i + cfg.batch_size]
         loss, logits = _ctc_loss(model, crops, texts, dev)
         total += float(loss) * len(crops)
-        hyps += [ctc_greedy_decode(logits[j, : len(c)].cpu()) for j, c in enumerate(crops)]
+        hyps += [decode(logits[j, : len(c)].cpu(), cfg.decoder) for j, c in enumerate(crops)]
     return total / len(data), wer(data.texts, hyps), cer(data.texts, hyps)
 
 
@@ -585,12 +709,23 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     train_data = load_mouth_clips(train_h5, cfg, desc="lipreader: train crops")
     val_data = load_mouth_clips(val_h5, cfg, desc="lipreader: val crops")
+    if cfg.decoder == "grid":
+        for path, data in ((train_h5, train_data), (val_h5, val_data)):
+            bad = [(k, t) for k, t in zip(data.keys, data.texts) if not _is_grid_sentence(t)]
+            if bad:
+                raise LipReaderError(f"{path}: clip {bad[0][0]} says {bad[0][1]!r}, not a sentence of GRID's grammar; "
+                                     f"decoder 'grid' reads GRID-format corpora only (use 'greedy')")
     model = LipNet(cfg).to(dev)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = None
+    steps = cfg.epochs * math.ceil(len(train_data) / cfg.batch_size)
     if cfg.lr_schedule == "cosine":  # stepped per batch, reaching 0 at the end of the last epoch
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimiser, T_max=cfg.epochs * math.ceil(len(train_data) / cfg.batch_size))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
+    elif cfg.lr_schedule == "onecycle":  # warm-up to lr, then cosine down to lr / 1e4 at the end of the last epoch
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=cfg.lr, total_steps=steps,
+                                                       pct_start=cfg.warmup, cycle_momentum=False)
+    augment_rng = np.random.default_rng([cfg.seed, 1])
+    augmenting = cfg.jitter > 0 or cfg.time_stretch > 0 or cfg.time_mask > 0
     lr_changed = 0  # epoch of the last halving ("plateau")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -604,7 +739,10 @@ def train(
         total = 0.0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            loss, _ = _ctc_loss(model, [train_data.crops[j] for j in idx], [train_data.texts[j] for j in idx], dev)
+            crops = [train_data.crops[j] for j in idx]
+            if augmenting:
+                crops = [augment(c, cfg, augment_rng) for c in crops]
+            loss, _ = _ctc_loss(model, crops, [train_data.texts[j] for j in idx], dev)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -662,16 +800,25 @@ def evaluate_h5(reader: LipReader, h5_path: str | os.PathLike, *, controls: bool
     is another speaker's clip, and mostly another sentence).
     """
     data = load_mouth_clips(h5_path, reader.cfg, desc=f"lipreader: {Path(h5_path).name}")
-    hyps = []
+    logits = []
     for i in tqdm(range(0, len(data), 32), desc="lipreader: reading", unit="batch", disable=not progress):
-        hyps += reader.transcribe_crops(data.crops[i:i + 32])
+        logits += reader.logits(data.crops[i:i + 32])
+    hyps = [decode(y, reader.cfg.decoder) for y in logits]
     result: dict[str, Any] = {
         "h5": str(h5_path),
         "n_clips": len(data),
         "n_words": sum(len(t.split()) for t in data.texts),
+        "decoder": reader.cfg.decoder,
         "wer": wer(data.texts, hyps),
         "cer": cer(data.texts, hyps),
     }
+    # the same readings under every decoder that applies (the grammar only to GRID sentences)
+    result["by_decoder"] = {}
+    for name in DECODERS:
+        if name == "grid" and not all(_is_grid_sentence(t) for t in data.texts):
+            continue
+        decoded = hyps if name == reader.cfg.decoder else [decode(y, name) for y in logits]
+        result["by_decoder"][name] = {"wer": wer(data.texts, decoded), "cer": cer(data.texts, decoded)}
     if controls:
         stills = [c[:1].expand_as(c) for c in data.crops]
         still_hyps = reader.transcribe_crops(stills)
