@@ -66,10 +66,12 @@ def _margin(difference: float, std: float) -> float:
 
 def _missing(values: dict[str, list]) -> Verdict | None:
     """A claim on a value some method does not have (None: e.g. no blinks) does not hold."""
-    lacking = [name for name, v in values.items() if not v or any(x is None for x in v)]
-    if lacking:
-        return Verdict(False, math.nan, "; ".join(f"{NAMES.get(n, n)} N/A" if n in lacking else
-                                                    f"{NAMES.get(n, n)} {describe(v)}" for n, v in values.items()))
+    def figure(name: str, v: list) -> str:
+        missing = sum(x is None for x in v)
+        return f"{NAMES.get(name, name)} " + (f"N/A in {missing} of {len(v)} seed(s)" if missing else describe(v))
+
+    if any(x is None for v in values.values() for x in v):
+        return Verdict(False, math.nan, ", ".join(figure(n, v) for n, v in values.items()))
     return None
 
 
@@ -171,7 +173,7 @@ def silence_claim(s: dict[str, list[dict]]) -> Verdict:
 
 def claim_line(text: str, v: Verdict) -> str:
     verdict = "holds" if v.holds else "does not hold"
-    margin = "n/a (one seed)" if math.isnan(v.margin) else f"{v.margin:+.1f} std"
+    margin = "margin n/a" if math.isnan(v.margin) else f"{v.margin:+.1f} std"
     return f"- **{verdict}** ({margin}) — {text}: {v.figures}"
 
 
@@ -181,7 +183,9 @@ One line per claim: **holds** or **does not hold**, the margin in standard devia
 (mean +- std over {n} training seed(s); the real videos and the controls do not depend on the seed).
 Margin: the difference of the means, signed to be positive when the claim holds, over the pooled
 standard deviation of the seeds (root mean of the compared methods' sample variances, ddof=1);
-for "close" / "within" claims the difference is the tolerance minus |difference of the means|.
+for "close" / "within" claims the difference is the tolerance minus |difference of the means|;
+"margin n/a": one seed (no spread), or a value that some seed lacks (N/A, e.g. no blinks: does not hold).
+WER as a fraction of words.
 Close: PSNR within {psnr:g} dB, SSIM within {ssim:g}. Blinks: rate within a factor of {factor:g},
 mean duration within {duration:g} s of the real videos'. Silence motion: mean absolute change of the
 lower half of the frame between consecutive frames whose audio windows are silent (speechanim.evaluate).
