@@ -39,12 +39,12 @@ NAMES = {"ground_truth": "real", "l1": "L1", "l1_advimg": "L1+Adv_img", "full": 
 @dataclass
 class Verdict:
     holds: bool
-    margin: float  # in pooled standard deviations; nan when there is no spread to measure it by (one seed)
+    margin: float  # in pooled standard deviations; nan with one seed (no spread) or a missing value
     figures: str
 
 
 def describe(values: list[float]) -> str:
-    """"mean +- std (n seeds)" or the value alone."""
+    """"mean +- std" of per-seed values (sample std), or the value alone for one."""
     if len(values) == 1:
         return f"{values[0]:.4g}"
     return f"{np.mean(values):.4g} +- {np.std(values, ddof=1):.2g}"
@@ -57,6 +57,7 @@ def pooled_std(*groups: list[float]) -> float:
 
 
 def _margin(difference: float, std: float) -> float:
+    """``difference`` in units of ``std``; +-inf when the seeds agree exactly (std 0)."""
     if math.isnan(std):
         return math.nan
     if std == 0:
