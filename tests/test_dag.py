@@ -1,5 +1,6 @@
-"""The whole DAG, end to end, on the embedded corpus at the smallest sizes; then a config change reruns
-only what depends on it."""
+"""The whole DAG, end to end, on the embedded corpus at the smallest sizes, as the evidence run makes it
+(workflow/configs/evidence.yaml: several seeds, mean +- std tables, claims.md); then a config change
+reruns only what depends on it."""
 import csv
 import os
 import re
@@ -35,16 +36,38 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M) if m.group(1) != "total"}
 
 
-def test_whole_dag_on_the_embedded_corpus_then_only_what_changed_reruns(tmp_path):
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
-    res = snakemake(tmp_path)
+def evidence_config() -> dict:
+    """tiny_config() with workflow/configs/evidence.yaml's seeds cut to two."""
+    evidence = yaml.safe_load((REPO / "workflow" / "configs" / "evidence.yaml").read_text())
+    assert len(evidence["seeds"]) == 3 and evidence["seeds"][0] == 0
+    return dict(tiny_config(), seeds=evidence["seeds"][:2])
+
+
+def first_clip(path: Path):
+    import h5py
+
+    from speechanim.packing import clip_keys
+
+    with h5py.File(path, "r") as h5:
+        return h5[clip_keys(h5)[0]]["frames"][()]
+
+
+def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_reruns(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(evidence_config()))
+    res = snakemake(tmp_path, "all", "results/claims.md")
     assert res.returncode == 0, res.stderr[-6000:]
     results = tmp_path / "results"
     for name in ("table1.csv", "table2.csv", "table3.csv", "table2.md", "table3.md", "synthgrid/samples.png",
                  "synthgrid/skipped.tsv", "synthgrid/split.tsv", "figures/synthgrid/fig4_l1_vs_full.png",
                  "figures/synthgrid/fig_sync.png", "synthgrid/syncnet.pt",
-                 "synthgrid/models/full/losses.png", "synthgrid/models/full/history.csv"):
+                 "synthgrid/models/full/losses.png", "synthgrid/models/full/history.csv", "claims.md",
+                 "synthgrid/seed1/models/full/generator.pt", "synthgrid/seed1/metrics/static.json"):
         assert (results / name).is_file(), name
+    # seed 0 at the default paths, seed 1 beside it; the real videos and the controls are scored once
+    assert not (results / "synthgrid" / "seed1" / "metrics" / "ground_truth.json").exists()
+    for variant in ("l1", "l1_advimg", "full", "static"):
+        a, b = (first_clip(results / "synthgrid" / run / "generated" / f"{variant}.h5") for run in ("", "seed1"))
+        assert a.shape == b.shape and (a != b).any(), variant  # another seed, another generator
     table1 = (results / "table1.csv").read_text().splitlines()
     assert table1[1].startswith("synthgrid,4,")  # 1 training speaker x 2 clips, mirrored
     table2 = list(csv.DictReader((results / "table2.csv").open()))
@@ -52,26 +75,36 @@ def test_whole_dag_on_the_embedded_corpus_then_only_what_changed_reruns(tmp_path
                                              "L1 loss", "L1 + Adv_img", "L1 + Adv_img + Adv_seq"]
     assert (table2[0]["PSNR"], table2[0]["SSIM"]) == ("N/A", "N/A")  # no PSNR/SSIM for the ground truth
     assert table2[2]["PSNR"] == "N/A" and table2[2]["WER"] == "N/A"  # shifted audio: only the sync metrics
-    for row in table2[1:2] + table2[3:]:  # the still image and the models: finite PSNR over frames 2..T
-        assert 5 < float(row["PSNR"]) < 60
+    assert 5 < float(table2[1]["PSNR"]) < 60  # the still image: one value, finite PSNR over frames 2..T
+    for row in table2[3:]:  # the models: "mean +- std" over the two seeds
+        mean, std = (float(x) for x in row["PSNR"].split(" +- "))
+        assert 5 < mean < 60 and std >= 0, row["PSNR"]
+        assert re.fullmatch(r"\d+\.\d% \+- \d+\.\d%", row["WER"]), row["WER"]
     assert float(table2[1]["LMD"]) > 0 and table2[1]["Mouth r"] == "0.00"  # the still: a real face, frozen mouth
     for row in table2:  # every row is scored by the SyncNet
-        assert float(row["LSE-C"]) >= 0 and float(row["LSE-D"]) > 0
+        assert float(row["LSE-C"].split(" +- ")[0]) >= 0 and float(row["LSE-D"].split(" +- ")[0]) > 0
     table3 = list(csv.DictReader((results / "table3.csv").open()))
     assert [(r["Dataset"], r["Method"]) for r in table3] == [
         ("synthgrid", m) for m in ("Proposed Model", "Baseline", "Ground Truth Videos", "Still image",
                                    "Real video, shifted audio")]
+    assert " +- " in table3[0]["PSNR"] and " +- " not in table3[2]["WER"]  # proposed model over seeds, real once
     assert list((results / "synthgrid" / "videos" / "full").rglob("*.mp4"))
+    claims = [line for line in (results / "claims.md").read_text().splitlines() if line.startswith("- ")]
+    assert len(claims) == 9 + 7, claims  # Table 2 and blinks; Table 3 and Fig. 8
+    for line in claims:
+        assert re.match(r"- \*\*(holds|does not hold)\*\* \(([+-](\d+\.\d|inf) std|margin n/a)\) — ", line), line
+    assert any("Table 2: L1 has the best PSNR" in line for line in claims)
+    assert "mean +- std over 2 training seed(s)" in (results / "claims.md").read_text()
 
     # Nothing to do on a rerun; one training value changed reruns training and what follows only.
     res = snakemake(tmp_path, "-n")
     assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr, res.stdout[-3000:]
-    config = tiny_config()
+    config = evidence_config()
     config["training"]["lambda_l1"] = 100
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     res = snakemake(tmp_path, "-n")
     assert res.returncode == 0, res.stderr[-3000:]
     counts = job_counts(res.stdout + res.stderr)
-    assert counts.get("train") == 4, counts
+    assert counts.get("train") == 8, counts  # 4 variants x 2 seeds
     for unchanged in ("synthgrid_speaker", "align_speaker", "pack", "lipreader", "syncnet", "table1"):
         assert unchanged not in counts, counts

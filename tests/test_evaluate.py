@@ -471,3 +471,48 @@ def test_table_reads_what_evaluate_writes(gen_result, gt_result, tmp_path):
     assert rows[5]["PSNR"] == f"{s['psnr']:.2f}" and rows[5]["ACD (dlib)"] == f"{s['acd']:.4f}"
     assert rows[5]["LMD"] == f"{s['lmd']:.4f}" and rows[5]["Mouth r"] == f"{s['mouth_r']:.2f}"
     assert rows[5]["WER"] == f"{100 * s['wer']:.1f}%" and rows[5]["Blinks/s"] == f"{s['blinks_per_s']:.2f}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Silence motion (paper Fig. 8)
+
+
+def test_silent_frames_are_those_whose_whole_audio_window_is_silent():
+    from speechanim.evaluate import silent_frames
+
+    rate, fps, spf = 1000, 25.0, 40
+    audio = np.zeros(20 * spf, np.float32)
+    audio[8 * spf : 12 * spf] = np.sin(np.arange(4 * spf))  # speech in frames 8-11
+    audio[:8 * spf] += 1e-3  # noise 57 dB below the speech: silence
+    silent = silent_frames(audio, 20, rate, fps, window_s=0.16)  # the window reaches 2 frames either side
+    assert np.flatnonzero(~silent).tolist() == list(range(6, 14))
+    assert silent_frames(np.zeros(20 * spf), 20, rate, fps).all()
+
+
+def test_silence_motion_is_the_lower_half_change_between_silent_frames():
+    from speechanim.evaluate import silence_motion
+
+    video = np.zeros((6, 4, 2, 3), np.uint8)
+    video[2, 2:] = 10  # the mouth moves at frame 2 (lower half)
+    video[4, :2] = 200  # the eyes move at frame 4: not the mouth
+    silent = np.array([True, True, True, False, True, True])
+    # silent pairs (0,1), (1,2), (4,5): lower-half changes 0, 10, 0
+    assert silence_motion(video, silent) == pytest.approx(10 / 3)
+    assert silence_motion(video, np.array([True, False, True, False, True, False])) is None
+
+
+def test_summary_silence_motion_is_the_mean_over_the_scored_clips(gen_result, packed, generated):
+    from speechanim.evaluate import silence_motion, silent_frames
+
+    rows = [r for r in gen_result["clips"] if r["scored"]]
+    found = []
+    with h5py.File(packed, "r") as h5, h5py.File(generated, "r") as fake:
+        for r in rows:
+            g = h5[r["key"]]
+            silent = silent_frames(g["audio"][()], g["frames"].shape[0], int(g.attrs["sample_rate"]), float(g.attrs["fps"]))
+            found.append(silence_motion(fake[r["key"]]["frames"][()].transpose(0, 2, 3, 1), silent))
+    assert [r["silence_motion"] for r in rows] == pytest.approx(found)
+    values = [v for v in found if v is not None]
+    assert values, "a GRID clip cut from its start begins in silence"
+    assert gen_result["summary"]["silence_motion"] == pytest.approx(np.mean(values))
+    assert gen_result["summary"]["silence_clips"] == len(values)

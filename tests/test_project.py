@@ -138,3 +138,19 @@ def test_paper_config_restores_the_papers_values():
 
     lipnet = LipReaderConfig.from_overrides(config["lipreader"])
     assert (lipnet.channels, lipnet.gru_hidden, lipnet.lr, lipnet.lr_schedule) == ((32, 64, 96), 256, 1e-4, "constant")
+
+
+def test_evidence_config_trains_scores_and_claims_with_three_seeds(tmp_path):
+    """The README's evidence command: 4 variants x 3 seeds trained, generated and scored; the real videos
+    and the controls once; a training seed in `training` is refused (the seeds come from `seeds`)."""
+    res = _snakemake("-n", "--configfile", "workflow/configs/evidence.yaml", "--config", f"data_dir={tmp_path}/data",
+                     f"results_dir={tmp_path}/results", "--quiet", "rules", "--", f"{tmp_path}/results/claims.md")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout + res.stderr
+    for rule, n in (("train", 12), ("generate", 12), ("evaluate_method", 12 + 3), ("claims", 1), ("lipreader", 1)):
+        assert re.search(rf"^{rule}\s+{n}$", out, re.M), (rule, out)
+    config = load_config(REPO / "config.yaml")
+    assert config["seeds"] == [0]
+    config["training"]["seed"] = 3
+    with pytest.raises(ConfigError, match="training"):
+        validate_config(config)

@@ -20,6 +20,10 @@ first aligned frame, the one the generator was given):
 * blink count and durations (eye aspect ratio from mediapipe landmarks); a video in which
   mediapipe finds no face at all has no blink values, and the blink rate and duration are over the
   ``blink_clips`` videos that have them
+* silence motion (paper Fig. 8: the static baseline "opening the mouth when words are not spoken"):
+  the mean absolute change of the lower half of the frame (grey levels, 0-255) from one frame to the
+  next, over the pairs of frames whose whole audio window is silent (:func:`silent_frames`); None
+  for a clip without silence
 
 Each per-video value is the mean over frames (every ``frame_step``-th frame for the sharpness and
 identity metrics; the paper uses every frame, ``frame_step: 1``), and the reported value the mean
@@ -112,6 +116,36 @@ def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step
     return row
 
 
+#: A frame is silent when every 1/fps audio chunk in its window is this far below the clip's loudest chunk.
+SILENCE_DB = -30.0
+
+
+def silent_frames(audio: np.ndarray, n_frames: int, rate: int, fps: float, window_s: float = 0.16,
+                  silence_db: float = SILENCE_DB) -> np.ndarray:
+    """Boolean (n_frames,): whether the audio window the generator hears for each frame (``window_s``,
+    centred on the frame) is silent, i.e. each of its chunks' RMS is ``silence_db`` below the loudest chunk's."""
+    spf = int(round(rate / fps))
+    audio = np.asarray(audio, dtype=np.float64)[: n_frames * spf]
+    audio = np.pad(audio, (0, n_frames * spf - len(audio)))
+    rms = np.sqrt((audio.reshape(n_frames, spf) ** 2).mean(axis=1))
+    if rms.max() == 0:
+        return np.ones(n_frames, dtype=bool)
+    quiet = 20 * np.log10(np.maximum(rms / rms.max(), 1e-12)) < silence_db
+    half = int(round(window_s * fps / 2))
+    padded = np.pad(quiet, half, constant_values=True)  # the window's zero padding at the clip's ends is silent
+    return np.array([padded[t : t + 2 * half + 1].all() for t in range(n_frames)])
+
+
+def silence_motion(video: np.ndarray, silent: np.ndarray) -> float | None:
+    """Mean absolute change of the lower half of the frame (the mouth; grey levels) between consecutive
+    frames that are both silent; None if no two consecutive frames are."""
+    pairs = np.flatnonzero(silent[1:] & silent[:-1]) + 1
+    if len(pairs) == 0:
+        return None
+    lower = video[:, video.shape[1] // 2 :].astype(np.float32)
+    return float(np.abs(lower[pairs] - lower[pairs - 1]).mean())
+
+
 def sync_row(scorer, video: np.ndarray, audio: np.ndarray, rate: int, fps: float) -> dict[str, Any]:
     s = scorer.score(video, audio, rate, fps)
     return {"av_offset": s.offset, "lse_d": s.lse_d, "lse_c": s.lse_c}
@@ -172,6 +206,8 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
                 row = {"key": key, "words": str(g.attrs["words"]), "fps": fps, "scored": key in scored}
                 if key in scored:
                     row.update(score_clip(real_frames, fake_frames, fps, frame_step))
+                    silent = silent_frames(g["audio"][()], len(video), rate, fps)
+                    row["silence_motion"] = silence_motion(video, silent)
                 if reader is not None:
                     row["transcript"] = reader.transcribe(video)
                 if syncnet is not None:
@@ -218,6 +254,8 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
         "blinks_per_s": blink_count / seconds if measured else None,
         "blink_duration_s": blink_seconds / blink_count if blink_count else None,
         "blink_clips": len(measured),
+        "silence_motion": mean("silence_motion"),
+        "silence_clips": sum(r.get("silence_motion") is not None for r in rows),
     }
     return {"summary": summary, "clips": rows}
 

@@ -13,6 +13,11 @@ column (the paper's user study) stays empty until there is one.  Both read the J
     python -m speechanim.tables table2 --metrics results/<ds>/metrics --out results/table2.csv
     python -m speechanim.tables table3 --dataset <ds> ... results/<ds>/metrics ... --out results/table3.csv
 
+Several training seeds: give a dataset's metrics folders comma-separated, one per seed
+(``results/<ds>/metrics,results/<ds>/seed1/metrics,...``).  Each trained method's cell is then
+"mean +- std" over the seeds (sample std, ddof=1, formatted like the mean); the ground truth and the
+controls do not depend on the seed and are read from the first folder only.
+
 ACD is measured with dlib's ResNet face descriptor (128-d; OpenFace's model cannot be had offline),
 so its scale is not the paper's; WER comes from the LipNet-style lipreader the DAG trains on each
 dataset's real training videos.  Extra columns: LMD and the mouth-opening correlation (lip landmarks
@@ -32,6 +37,7 @@ from pathlib import Path
 import json
 
 import h5py
+import numpy as np
 
 from .packing import clip_keys
 
@@ -93,14 +99,33 @@ TABLE2_METHODS = [name for _, name in TABLE2_ROWS]
 TABLE3_METHODS = [name for _, name in TABLE3_ROWS]
 
 
-def _fmt(value, fmt: str) -> str:
-    return "N/A" if value is None else fmt.format(value)
+#: Rows that do not depend on the generator's seed: read once, from a dataset's first metrics folder.
+SEED_INDEPENDENT = ("ground_truth", *(name for _, name in CONTROL_ROWS))
 
 
-def metric_cells(summary: dict) -> dict[str, str]:
-    """The table cells of one method's summary (evaluate.py JSON)."""
-    cells = {col: _fmt(summary.get(key), fmt) for col, key, fmt in METRIC_COLUMNS + SYNC_COLUMNS + BLINK_COLUMNS}
-    cells["WER"] = _fmt(None if summary.get("wer") is None else 100 * summary["wer"], "{:.1f}%")
+def mean_std_cell(values: list, fmt: str) -> str:
+    """One cell from per-seed values: the value itself for one seed, "mean +- std" (ddof=1) for several,
+    over the seeds that have a value ("(k/n seeds)" added when some have none); "N/A" if none has."""
+    have = [v for v in values if v is not None]
+    if not have:
+        return "N/A"
+    if len(values) == 1:
+        return fmt.format(have[0])
+    cell = fmt.format(float(np.mean(have)))
+    if len(have) > 1:
+        cell += " +- " + fmt.format(float(np.std(have, ddof=1)))
+    if len(have) < len(values):
+        cell += f" ({len(have)}/{len(values)} seeds)"
+    return cell
+
+
+def metric_cells(summaries: dict | list[dict]) -> dict[str, str]:
+    """The table cells of one method's summary (evaluate.py JSON), or of its summaries over seeds."""
+    if isinstance(summaries, dict):
+        summaries = [summaries]
+    cells = {col: mean_std_cell([s.get(key) for s in summaries], fmt)
+             for col, key, fmt in METRIC_COLUMNS + SYNC_COLUMNS + BLINK_COLUMNS}
+    cells["WER"] = mean_std_cell([None if s.get("wer") is None else 100 * s["wer"] for s in summaries], "{:.1f}%")
     return cells
 
 
@@ -116,12 +141,29 @@ def read_summary(metrics_dir: str | os.PathLike, name: str) -> dict:
     return summary
 
 
-def table2_rows(metrics_dir: str | os.PathLike) -> list[dict[str, str]]:
-    return [{"Method": label, **metric_cells(read_summary(metrics_dir, name))} for label, name in TABLE2_ROWS]
+def seed_folders(metrics_dirs: str | os.PathLike | list) -> list[Path]:
+    """A dataset's metrics folders, one per seed: a list, or one string with the folders comma-separated."""
+    if isinstance(metrics_dirs, (str, os.PathLike)):
+        metrics_dirs = [d for d in str(metrics_dirs).split(",") if d]
+    if not metrics_dirs:
+        raise ValueError("no metrics folder given")
+    return [Path(d) for d in metrics_dirs]
 
 
-def table3_rows(dataset: str, metrics_dir: str | os.PathLike) -> list[dict[str, str]]:
-    return [{"Dataset": dataset, "Method": label, "User": "", **metric_cells(read_summary(metrics_dir, name))}
+def read_seeds(metrics_dirs: str | os.PathLike | list, name: str) -> list[dict]:
+    """A method's summaries, one per seed; the seed-independent rows' from the first folder only."""
+    folders = seed_folders(metrics_dirs)
+    if name in SEED_INDEPENDENT:
+        folders = folders[:1]
+    return [read_summary(d, name) for d in folders]
+
+
+def table2_rows(metrics_dirs: str | os.PathLike | list) -> list[dict[str, str]]:
+    return [{"Method": label, **metric_cells(read_seeds(metrics_dirs, name))} for label, name in TABLE2_ROWS]
+
+
+def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list) -> list[dict[str, str]]:
+    return [{"Dataset": dataset, "Method": label, "User": "", **metric_cells(read_seeds(metrics_dirs, name))}
             for label, name in TABLE3_ROWS]
 
 
@@ -133,11 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     t1.add_argument("packed_dirs", nargs="+", help="data/packed/<dataset> folders, in the same order")
     t1.add_argument("--out", required=True)
     t2 = sub.add_parser("table2", help="the ablation study on one dataset")
-    t2.add_argument("--metrics", required=True, help="results/<dataset>/metrics (holds <method>.json)")
+    t2.add_argument("--metrics", required=True,
+                    help="results/<dataset>/metrics (holds <method>.json); several seeds' folders comma-separated")
     t2.add_argument("--out", required=True)
     t3 = sub.add_parser("table3", help="proposed model vs static baseline per dataset")
     t3.add_argument("--dataset", action="append", required=True, help="dataset name (repeat, in order)")
-    t3.add_argument("metrics_dirs", nargs="+", help="results/<dataset>/metrics folders, in the same order")
+    t3.add_argument("metrics_dirs", nargs="+",
+                    help="results/<dataset>/metrics folders, in the same order; several seeds' comma-separated")
     t3.add_argument("--out", required=True)
     args = p.parse_args(argv)
     try:

@@ -16,6 +16,7 @@ validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
 DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 RUN_DATASETS = config["run_datasets"]
+SEEDS = config["seeds"]
 LOGS = "logs"
 
 # GRID: speakers 1..34; speaker 21 has no video.
@@ -24,6 +25,7 @@ GRID_SPEAKERS = [f"s{i}" for i in range(1, 35) if i != 21]
 
 wildcard_constraints:
     dataset="[a-z0-9]+",
+    run="[a-z0-9]+(/seed[0-9]+)?",
     speaker="[A-Za-z0-9_-]+",
 
 
@@ -88,3 +90,24 @@ def model_json(wildcards=None):
     model = dict(config["model"], image_size=list(pre["image_size"]), sample_rate=pre["sample_rate"],
                  audio_window_s=pre["audio_window_s"])
     return json.dumps(model, sort_keys=True)
+
+
+# Training seeds. A run is one dataset trained and scored with one seed: seed 0 keeps the default
+# paths (results/<dataset>/models, generated, metrics), seed k > 0 goes under results/<dataset>/seed<k>/,
+# so a run with `seeds: [0]` is exactly the default one and a longer list adds runs beside it.
+def run_of(dataset, seed):
+    """The {run} wildcard of a dataset's seed: "<dataset>" or "<dataset>/seed<k>"."""
+    return dataset if seed == 0 else f"{dataset}/seed{seed}"
+
+
+def dataset_of(run):
+    return run.split("/")[0]
+
+
+def seed_of(run):
+    return int(run.partition("/seed")[2] or 0)
+
+
+def metrics_dirs(dataset):
+    """A dataset's metrics folders, one per seed, comma-separated as speechanim.tables and .claims read them."""
+    return ",".join(f"{RESULTS}/{run_of(dataset, seed)}/metrics" for seed in SEEDS)

@@ -1,25 +1,26 @@
-# Training (paper 3.3): one job per dataset x variant, and the lipreader that scores WER (paper 4.2).
-# A job killed mid-training resumes from results/<dataset>/models/<variant>/work/last.pt when rerun.
+# Training (paper 3.3): one job per dataset x seed x variant, and the lipreader that scores WER (paper 4.2).
+# A job killed mid-training resumes from results/<run>/models/<variant>/work/last.pt when rerun.
 
 
 rule train:
-    """The temporal GAN (full, l1, l1_advimg) or the static baseline, on one dataset."""
+    """The temporal GAN (full, l1, l1_advimg) or the static baseline, on one dataset with one seed."""
     input:
-        train=lambda wc: packed(wc.dataset, "train"),
-        val=lambda wc: packed(wc.dataset, "val"),
+        train=lambda wc: packed(dataset_of(wc.run), "train"),
+        val=lambda wc: packed(dataset_of(wc.run), "val"),
     output:
-        f"{RESULTS}/{{dataset}}/models/{{variant}}/generator.pt",
-        f"{RESULTS}/{{dataset}}/models/{{variant}}/history.csv",
-        f"{RESULTS}/{{dataset}}/models/{{variant}}/losses.png",
+        f"{RESULTS}/{{run}}/models/{{variant}}/generator.pt",
+        f"{RESULTS}/{{run}}/models/{{variant}}/history.csv",
+        f"{RESULTS}/{{run}}/models/{{variant}}/losses.png",
     wildcard_constraints:
         variant="l1|l1_advimg|full|static",
     params:
+        dataset=lambda wc: dataset_of(wc.run),
         model=model_json,
-        training=json.dumps(config["training"], sort_keys=True),
+        training=lambda wc: json.dumps(dict(config["training"], seed=seed_of(wc.run)), sort_keys=True),
     log:
-        f"{LOGS}/train/{{dataset}}/{{variant}}.log",
+        f"{LOGS}/train/{{run}}/{{variant}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/{{dataset}}/train_{{variant}}.tsv",
+        f"{LOGS}/benchmarks/{{run}}/train_{{variant}}.tsv",
     threads: 1
     resources:
         mem_mb=16000,
@@ -28,8 +29,8 @@ rule train:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m speechanim.train --dataset {wildcards.dataset} --variant {wildcards.variant}"
-        " --train {input.train} --val {input.val} --out {RESULTS}/{wildcards.dataset}/models/{wildcards.variant}"
+        "OMP_NUM_THREADS={threads} python -m speechanim.train --dataset {params.dataset} --variant {wildcards.variant}"
+        " --train {input.train} --val {input.val} --out {RESULTS}/{wildcards.run}/models/{wildcards.variant}"
         " --model '{params.model}' --training '{params.training}' 2> {log}"
 
 
