@@ -395,3 +395,34 @@ def test_runs_on_cuda():
         frame, state = gen.step(identity, audio[:, 0], state)
         logits = d_seq(frames, audio, [4, 2])
     assert video.device.type == frame.device.type == logits.device.type == "cuda"
+
+
+def test_all_unet_levels_join_the_still_at_full_resolution():
+    """unet_skips="all": every encoder map and the still itself reach the decoder, so a change to one
+    pixel of the still changes the generated frames at that pixel (the authors' layout, whose finest
+    skip is a quarter of the frame, moves it only through coarse maps); streaming still equals the
+    whole sequence; a bad value is refused."""
+    cfg = small_config(unet_skips="all")
+    torch.manual_seed(0)
+    gen = ready(Generator(cfg), cfg)
+    still, _, audio = inputs(cfg, 2, 6)
+    identity = gen.encode_identity(still)
+    assert identity.skips[-1] is still and len(identity.skips) == len(gen.frame_decoder.blocks) + 1
+    assert [s.shape[-2:] for s in identity.skips][-2:] == [torch.Size([s // 2 for s in cfg.image_size]),
+                                                           torch.Size(cfg.image_size)]
+    noise = gen.sample_noise(2, 6, generator=torch.Generator().manual_seed(3))
+    still.requires_grad_(True)
+    frames = gen(still, audio, noise)
+    assert frames.shape == (2, 6, 3, *cfg.image_size)
+    y, x = cfg.image_size[0] // 2, cfg.image_size[1] // 2
+    grad, = torch.autograd.grad(frames[0, :, :, y, x].sum(), still)
+    assert grad[0, :, y, x].abs().sum() > 0.5 * grad[0].abs().sum(dim=0).max()  # the same pixel counts most
+    with torch.no_grad():
+        identity = gen.encode_identity(still)
+        state, streamed = gen.init_state(2), []
+        for k in range(6):
+            frame, state = gen.step(identity, audio[:, k], state, noise[:, k])
+            streamed.append(frame)
+        torch.testing.assert_close(torch.stack(streamed, 1), gen(still, audio, noise), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="unet_skips"):
+        small_config(unet_skips="some")

@@ -38,6 +38,10 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+#: The U-Net skip levels ModelConfig.unet_skips names.
+UNET_SKIPS = ("authors", "all")
+
+
 @dataclass
 class ModelConfig:
     """Every size of the networks. Defaults are the paper's GRID model."""
@@ -80,6 +84,10 @@ class ModelConfig:
     width: float = 1.0
     # Static baseline (paper, 4.4): each frame from its own audio window and the still, no GRUs.
     static: bool = False
+    # The U-Net's skip levels (paper 3.1.3 names no levels): "authors" leaves out the encoder's
+    # shallowest map, as sda/img_generator.py does (finest skip a quarter of the frame size);
+    # "all" uses every map and the still itself at full resolution (docs/generator-ceiling.md).
+    unet_skips: str = "authors"
     # --- Discriminators: the paper gives only their layout (3.2); these sizes are our choices. ---
     # Frame discriminator: the identity encoder's layout (6 layers at 128 x 96) on 6 channels.
     frame_disc_channels: int = 64
@@ -95,6 +103,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))  # YAML gives a list
         image_plan(self.image_size)  # fail early on a size the strided CNNs cannot halve down
+        if self.unet_skips not in UNET_SKIPS:
+            raise ValueError(f"unet_skips must be one of {UNET_SKIPS}, got {self.unet_skips!r}")
 
     def channels(self, base: int) -> int:
         """A convolutional width scaled by :attr:`width` (at least 1)."""
@@ -339,25 +349,39 @@ class FrameDecoder(nn.Module):
     * one :class:`UNetBlock` per halving but one, each taking the identity encoder's map of the same
       size as a skip (deepest first; the shallowest map is not used, as in the authors' code);
     * a 4x4 stride-2 transposed conv to 3 channels and tanh.
+
+    With ``cfg.unet_skips == "all"`` every level is joined, as in U-Net: one block per halving (the
+    last also takes the shallowest map and stays as wide), then the still itself is concatenated at
+    full resolution and a 3x3 conv gives the 3 channels.
     """
 
     def __init__(self, cfg: ModelConfig, latent_dim: int, encoder_channels: Sequence[int]):
         super().__init__()
         _, final_size = image_plan(cfg.image_size)
         deep_first = list(encoder_channels)[::-1]
+        self.all_levels = cfg.unet_skips == "all"
         self.project = nn.Sequential(nn.ConvTranspose2d(latent_dim, deep_first[0], final_size, bias=False),
                                      nn.BatchNorm2d(deep_first[0]), nn.ReLU())
-        self.blocks = nn.ModuleList(UNetBlock(c, c, c_next) for c, c_next in zip(deep_first[:-1], deep_first[1:]))
-        self.to_rgb = nn.ConvTranspose2d(deep_first[-1], 3, 4, stride=2, padding=1, bias=False)
+        if self.all_levels:  # the last block keeps its width, back at the frame size
+            widths = zip(deep_first, deep_first[1:] + deep_first[-1:])
+            self.to_rgb = nn.Conv2d(deep_first[-1] + 3, 3, 3, padding=1, bias=False)
+        else:
+            widths = zip(deep_first[:-1], deep_first[1:])
+            self.to_rgb = nn.ConvTranspose2d(deep_first[-1], 3, 4, stride=2, padding=1, bias=False)
+        self.blocks = nn.ModuleList(UNetBlock(c, c, c_next) for c, c_next in widths)
         self.apply(init_weights)
 
     def forward(self, latent: Tensor, skips: Sequence[Tensor]) -> Tensor:
-        """``latent (N, latent_dim)``, ``skips`` deepest first, each ``(N, C, h, w)`` -> ``(N, 3, H, W)``."""
-        if len(skips) != len(self.blocks):
-            raise ValueError(f"the decoder takes {len(self.blocks)} skip maps, got {len(skips)}")
+        """``latent (N, latent_dim)``, ``skips`` deepest first, each ``(N, C, h, w)`` (with all levels
+        the last one is the still ``(N, 3, H, W)``) -> ``(N, 3, H, W)``."""
+        expected = len(self.blocks) + self.all_levels
+        if len(skips) != expected:
+            raise ValueError(f"the decoder takes {expected} skip maps, got {len(skips)}")
         x = self.project(latent[:, :, None, None])
         for block, skip in zip(self.blocks, skips):
             x = block(x, skip)
+        if self.all_levels:
+            x = torch.cat([x, skips[-1]], 1)
         return torch.tanh(self.to_rgb(x))
 
 
@@ -405,8 +429,11 @@ class Generator(nn.Module):
         return self.cfg.static
 
     def encode_identity(self, still: Tensor) -> IdentityCode:
-        """``(B, 3, H, W)`` -> z_id and the skip maps the decoder uses (deepest first)."""
+        """``(B, 3, H, W)`` -> z_id and the skip maps the decoder uses (deepest first; with every
+        U-Net level, all the encoder's maps and then the still)."""
         z_id, maps = self.identity_encoder(still)
+        if self.cfg.unet_skips == "all":
+            return IdentityCode(z_id, maps[::-1] + [still])
         return IdentityCode(z_id, maps[1:][::-1])
 
     def sample_noise(self, batch: int, steps: int, device: torch.device | None = None,
