@@ -58,6 +58,7 @@ from .align import load_template
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .models import device as default_device
 from .packing import clip_keys
+from .options import parse_device, parse_overrides, write_json
 
 __all__ = [
     "BLANK",
@@ -841,34 +842,11 @@ def evaluate_h5(reader: LipReader, h5_path: str | os.PathLike, *, controls: bool
 
 
 def _parse_config(text: str | None) -> LipReaderConfig:
-    if not text:
-        return LipReaderConfig()
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise LipReaderError(f"--config: not valid JSON ({e})") from e
-    if not isinstance(overrides, dict):
-        raise LipReaderError(f"--config: must be a JSON object of LipReaderConfig fields, got {type(overrides).__name__}")
-    return LipReaderConfig.from_overrides(overrides)
+    return parse_overrides(text, LipReaderConfig, LipReaderError)
 
 
 def _parse_device(name: str | None) -> torch.device | None:
-    if name is None:
-        return None
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise LipReaderError(f"--device: {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LipReaderError(f"--device {name}: CUDA is not available on this machine")
-    return dev
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    return parse_device(name, LipReaderError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -903,7 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             reader = LipReader.load(args.checkpoint, device=_parse_device(args.device))
             result = {"checkpoint": str(args.checkpoint), **evaluate_h5(reader, args.h5, controls=not args.no_controls)}
-            _write_json(args.out, result)
+            write_json(args.out, result)
             print(f"lipreader: WER {result['wer']:.3f}, CER {result['cer']:.3f} on {result['n_clips']} clips -> {args.out}")
     except (LipReaderError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)

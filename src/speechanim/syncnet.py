@@ -69,6 +69,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .lipreader import LipReaderConfig, mouth_crops
 from .models import device as default_device
 from .packing import clip_keys
+from .options import parse_device, parse_overrides, write_json
 
 __all__ = [
     "SyncClips",
@@ -709,34 +710,11 @@ def evaluate_h5(scorer: SyncScorer, h5_path: str | os.PathLike, *, max_offset: i
 
 
 def _parse_config(text: str | None) -> SyncNetConfig:
-    if not text:
-        return SyncNetConfig()
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SyncNetError(f"--config: not valid JSON ({e})") from e
-    if not isinstance(overrides, dict):
-        raise SyncNetError(f"--config: must be a JSON object of SyncNetConfig fields, got {type(overrides).__name__}")
-    return SyncNetConfig.from_overrides(overrides)
+    return parse_overrides(text, SyncNetConfig, SyncNetError)
 
 
 def _parse_device(name: str | None) -> torch.device | None:
-    if name is None:
-        return None
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise SyncNetError(f"--device: {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SyncNetError(f"--device {name}: CUDA is not available on this machine")
-    return dev
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    return parse_device(name, SyncNetError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -772,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             scorer = SyncScorer.load(args.checkpoint, device=_parse_device(args.device))
             result = {"checkpoint": str(args.checkpoint), **evaluate_h5(scorer, args.h5, max_offset=args.max_offset)}
-            _write_json(args.out, result)
+            write_json(args.out, result)
             print(f"syncnet: {result['n_clips']} clips: offset 0 (±1) {result['offset_accuracy']:.3f}, "
                   f"+{result['check_shift']} found {result['shift_accuracy']:.3f}; LSE-D / LSE-C real "
                   f"{result['real']['lse_d']:.3f} / {result['real']['lse_c']:.3f}, "
