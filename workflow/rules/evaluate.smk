@@ -29,9 +29,10 @@ rule generate:
         " --limit-videos {params.videos} --seed {params.seed} 2> {log}"
 
 
-CONTROLS = ["still", "shifted_audio"]
-TABLE2_METHODS = ["ground_truth", *CONTROLS, "l1", "l1_advimg", "full"]
-TABLE3_METHODS = ["full", "static", "ground_truth", *CONTROLS]
+# The rows of the tables, as speechanim.tables reads them: the controls (still, shifted_audio) and the
+# real videos (ground_truth) are made from the test set and do not depend on the generator's seed.
+from speechanim.evaluate import CONTROLS  # noqa: E402
+from speechanim.tables import SEED_INDEPENDENT, TABLE2_METHODS, TABLE3_METHODS  # noqa: E402
 
 
 def _evaluate_args(wildcards):
@@ -48,13 +49,13 @@ def _evaluate_args(wildcards):
 
 def _generated_video(wildcards):
     """A method's generated videos; none for the real videos and the controls made from them."""
-    if wildcards.method in ["ground_truth", *CONTROLS]:
+    if wildcards.method in SEED_INDEPENDENT:
         return []
     return f"{RESULTS}/{wildcards.run}/generated/{wildcards.method}.h5"
 
 
 def _trained_methods(methods):
-    return [m for m in methods if m not in ["ground_truth", *CONTROLS]]
+    return [m for m in methods if m not in SEED_INDEPENDENT]
 
 
 def seed_metrics(dataset, methods):
