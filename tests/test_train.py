@@ -388,8 +388,11 @@ def test_resumed_training_equals_uninterrupted_training(packed, tmp_path, capsys
     split = tmp_path / "split"
     run_train(packed, split, max_epochs=1)
     capsys.readouterr()
-    run_train(packed, split, max_epochs=2)  # max_epochs may change without starting over
+    run_train(packed, split, max_epochs=2, keep_epochs=True)  # max_epochs, keep_epochs may change without starting over
     assert "resumed at epoch 1" in capsys.readouterr().err
+    assert sorted(p.name for p in (split / "epochs").iterdir()) == ["epoch002.pt"]  # kept from the switch on
+    kept = load_checkpoint(split / "epochs" / "epoch002.pt")
+    assert kept["epoch"] == 2 and kept["history"] == load_checkpoint(split / "work" / "last.pt")["history"]
     a, b = load_checkpoint(whole / "work" / "last.pt"), load_checkpoint(split / "work" / "last.pt")
     for net in ("generator", "frame_discriminator", "sequence_discriminator"):
         for k, v in a[net].items():

@@ -27,6 +27,7 @@ Files under ``--out``:
 ``generator.pt``   a copy of ``work/best.pt`` when training ends (``load_generator`` reads it)
 ``history.csv``    one row per epoch: losses, discriminator outputs, validation metrics, learning rates, seconds
 ``losses.png``     the curves of history.csv (refreshed at most once a minute, and at the end)
+``epochs/epoch<k>.pt``  with ``keep_epochs``: each epoch's checkpoint, for learning curves (benchmarks/learning_curves.py)
 
 Rerunning the same command resumes from ``work/last.pt`` when its model and training settings,
 variant and dataset are the same (``num_workers`` and ``max_epochs`` may change), and starts over
@@ -73,7 +74,7 @@ from .packing import TrainingWindows, WholeClips, clip_keys, worker_init
 VARIANTS = tuple(VARIANT_TERMS)
 VAL_METRICS = {"psnr": "max", "l1": "min"}  # metric -> which way is better
 #: Training settings that may change without starting over (they do not change what is learnt).
-RESUME_MAY_CHANGE = ("num_workers", "max_epochs")
+RESUME_MAY_CHANGE = ("num_workers", "max_epochs", "keep_epochs")
 
 
 class TrainingError(RuntimeError):
@@ -119,6 +120,8 @@ class TrainConfig:
     val_batch_size: int = 8
     num_workers: int = 4
     seed: int = 0
+    # Keep every epoch's checkpoint under epochs/ (learning curves score them afterwards); ours.
+    keep_epochs: bool = False
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))  # JSON gives a list
@@ -651,6 +654,8 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
             save_checkpoint(last_path, state)
             if improved:
                 save_checkpoint(best_path, state)
+            if tcfg.keep_epochs:
+                save_checkpoint(out / "epochs" / f"epoch{epoch:03d}.pt", state)
             write_history(history, out)
             if time.time() - plotted > 60:  # a plot takes a second or two: refreshed at most once a minute
                 plot_history(history, out, f"{dataset} / {variant}")
