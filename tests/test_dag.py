@@ -37,10 +37,11 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def evidence_config() -> dict:
-    """tiny_config() with workflow/configs/evidence.yaml's seeds cut to two."""
+    """tiny_config() with workflow/configs/evidence.yaml's seeds cut to two, its data and results in folders
+    whose names hold a space and a quote (every rule must quote its paths)."""
     evidence = yaml.safe_load((REPO / "workflow" / "configs" / "evidence.yaml").read_text())
     assert len(evidence["seeds"]) == 3 and evidence["seeds"][0] == 0
-    return dict(tiny_config(), seeds=evidence["seeds"][:2])
+    return dict(tiny_config(), seeds=evidence["seeds"][:2], data_dir="my data", results_dir="Bob's results")
 
 
 def first_clip(path: Path):
@@ -53,10 +54,13 @@ def first_clip(path: Path):
 
 
 def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_reruns(tmp_path):
+    tmp_path = tmp_path / "a work dir"
+    tmp_path.mkdir()
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(evidence_config()))
-    res = snakemake(tmp_path, "all", "results/claims.md")
+    res = snakemake(tmp_path, "all", "Bob's results/claims.md")
     assert res.returncode == 0, res.stderr[-6000:]
-    results = tmp_path / "results"
+    assert (tmp_path / "my data" / "packed" / "synthgrid" / "test.h5").is_file()
+    results = tmp_path / "Bob's results"
     for name in ("table1.csv", "table2.csv", "table3.csv", "table2.md", "table3.md", "synthgrid/samples.png",
                  "synthgrid/skipped.tsv", "synthgrid/split.tsv", "figures/synthgrid/fig4_l1_vs_full.png",
                  "figures/synthgrid/fig_sync.png", "synthgrid/syncnet.pt",

@@ -142,7 +142,7 @@ def test_corrupt_archive_without_published_md5(server, archives, shared, tmp_pat
     server.replace_file("s1.zip", flip_bytes(data, at=0.3) if damage == "flipped" else data[: len(data) // 2])
     out = tmp_path / "raw"
     with pytest.raises(grid.ArchiveError) as e:
-        speaker(server, shared, out, record_url=None)
+        speaker(server, shared, out, record_url=None, verify=False)
     assert e.value.archive == shared / "s1.zip"
     assert str(e.value).startswith(f"{shared / 's1.zip'}: ")
     assert ("CRC" in str(e.value) or "corrupt" in str(e.value)) if damage == "flipped" else "not a valid zip" in str(e.value)
@@ -150,7 +150,7 @@ def test_corrupt_archive_without_published_md5(server, archives, shared, tmp_pat
     assert [p.name for p in out.iterdir()] == []  # the temporary folder is gone too
     assert not (shared / "s1.zip").exists()  # deleted, so the next run fetches it again
     server.reset()
-    speaker(server, shared, out, record_url=None)
+    speaker(server, shared, out, record_url=None, verify=False)
     assert len(read_manifest(out / "s1")) == 4
 
 
@@ -160,7 +160,7 @@ def test_failed_rerun_unmarks_a_finished_speaker(server, archives, shared, tmp_p
     (shared / "s1.zip").unlink()
     server.replace_file("s1.zip", flip_bytes(archives.files["s1.zip"], at=0.3))
     with pytest.raises(grid.ArchiveError):
-        speaker(server, shared, out, record_url=None)
+        speaker(server, shared, out, record_url=None, verify=False)
     assert not (out / "s1" / MANIFEST).exists()
 
 
@@ -170,7 +170,7 @@ def test_corrupt_shared_archive(server, archives, tmp_path):
     with pytest.raises(ChecksumError, match="alignments.zip: md5 mismatch"):
         grid.download_shared(server.base_url, downloads, record_url=server.record_url, policy=FAST, progress=False)
     with pytest.raises(grid.ArchiveError, match=r"alignments\.zip: corrupt archive.*deleted it"):
-        grid.download_shared(server.base_url, downloads, policy=FAST, progress=False)
+        grid.download_shared(server.base_url, downloads, policy=FAST, progress=False, verify=False)
     assert not (downloads / "alignments.zip").exists()
     assert (downloads / "audio_25k.zip").exists()
 
@@ -197,9 +197,13 @@ def test_audio_from_the_videos(server, shared, tmp_path):
         assert w.getnframes() / 25000 == pytest.approx(2.98, abs=0.03)
 
 
-def test_unavailable_record_skips_verification(server, shared, tmp_path, caplog):
+def test_unavailable_record_stops_unless_verification_is_waived(server, shared, tmp_path, caplog):
     server.behave("/api/records/3625687", fail_statuses=[404])
-    speaker(server, shared, tmp_path / "raw", record_url=server.record_url.replace("3625687", "0"))
+    missing = server.record_url.replace("3625687", "0")
+    with pytest.raises(grid.GridError, match="cannot be verified.*--no-verify"):
+        speaker(server, shared, tmp_path / "raw", record_url=missing)
+    assert not (tmp_path / "raw" / "s1" / MANIFEST).exists()
+    speaker(server, shared, tmp_path / "raw", record_url=missing, verify=False)
     assert "will not be verified" in caplog.text
     assert len(read_manifest(tmp_path / "raw" / "s1")) == 4
 
@@ -235,8 +239,11 @@ def test_cli_exit_status_and_one_line_error(server, tmp_path):
         f"speechanim.raw.grid: error: {tmp_path / 'none' / 'alignments.zip'}: missing; "
         "download the shared archives first (python -m speechanim.raw.grid shared)"
     )
-    ok = grid.main(["shared", "--base-url", server.base_url, "--downloads", str(tmp_path / "dl"),
-                    "--only", "alignments.zip", "--retries", "2", "--backoff", "0.01", "--no-progress"])
+    args = ["shared", "--base-url", server.base_url, "--downloads", str(tmp_path / "dl"),
+            "--only", "alignments.zip", "--retries", "2", "--backoff", "0.01", "--no-progress"]
+    assert grid.main(args) == 1  # no record metadata to verify against: refused
+    assert not (tmp_path / "dl").exists() or not list((tmp_path / "dl").iterdir())
+    ok = grid.main(args + ["--no-verify"])
     assert ok == 0 and sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["alignments.zip"]
 
 

@@ -45,7 +45,7 @@ from .align import AlignConfig, align_image
 from .audio import frame_audio, normalise, samples_per_frame
 from .checkpoint import load_generator
 from .generate import clip_noise, pick_device, to_uint8
-from .media import ffmpeg_exe, read_audio, write_video
+from .media import SUFFIXES, MediaError, ffmpeg_exe, read_audio, write_video
 from .models import GeneratorState
 from .packing import to_unit_range
 
@@ -157,13 +157,16 @@ def audio_rate(path: PathLike) -> int | None:
 class Animator:
     """A trained generator with its input preparation: ``Animator(checkpoint)(image, audio) -> frames``.
 
-    ``device``: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
+    ``device``: ``"cpu"``, ``"cuda"`` or None (CUDA when available). ``trust_checkpoint``: unpickle a
+    checkpoint that holds more than weights and plain values (it could run code; refused otherwise,
+    see :mod:`speechanim.checkpoint`).
     """
 
-    def __init__(self, checkpoint: PathLike, device: str | torch.device | None = None):
+    def __init__(self, checkpoint: PathLike, device: str | torch.device | None = None, *,
+                 trust_checkpoint: bool = False):
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
-        self.generator, payload = load_generator(self.checkpoint, map_location=self.device)
+        self.generator, payload = load_generator(self.checkpoint, map_location=self.device, trust=trust_checkpoint)
         self.cfg = self.generator.cfg
         self.variant = str(payload.get("variant", ""))
         self.fps = FPS
@@ -204,8 +207,8 @@ class Animator:
             name = name or "audio"
             if sample_rate is None:
                 raise ValueError(f"{name}: an audio array needs its sample_rate")
-            if int(sample_rate) <= 0:
-                raise ValueError(f"{name}: sample_rate must be positive, got {sample_rate}")
+            if isinstance(sample_rate, bool) or not float(sample_rate).is_integer() or int(sample_rate) <= 0:
+                raise ValueError(f"{name}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
             samples = resample(_to_mono_float(audio, name), int(sample_rate), self.sample_rate)
         samples = normalise(samples, source=name)
         spf = samples_per_frame(self.sample_rate, self.fps)
@@ -265,13 +268,21 @@ class Animator:
 
 
 def animate_file(image_path: PathLike, audio_path: PathLike, checkpoint: PathLike | Animator, out_path: PathLike,
-                 *, device: str | torch.device | None = None, seed: int = 0, progress: bool | None = None) -> Path:
-    """Animate a photo file with an audio file; write an mp4 (H.264 + AAC) with the ORIGINAL audio.
+                 *, device: str | torch.device | None = None, seed: int = 0, progress: bool | None = None,
+                 trust_checkpoint: bool = False) -> Path:
+    """Animate a photo file with an audio file; write an mp4 (H.264 + AAC) with the recording's audio.
 
-    The generator hears the audio resampled and normalised; the video carries the recording as it
-    is, at its own rate.  ``checkpoint`` may be a ready :class:`Animator`.  Returns ``out_path``.
+    The generator hears the audio resampled and normalised; the video carries the recording at its
+    own rate and loudness, mixed down to mono (a stereo recording comes back mono).  ``out_path``
+    must end in .mp4 (or .m4v).  ``checkpoint`` may be a ready :class:`Animator`.  Returns ``out_path``.
     """
-    animator = checkpoint if isinstance(checkpoint, Animator) else Animator(checkpoint, device)
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in SUFFIXES["h264"]:
+        raise MediaError(f"{out_path}: the video is written as mp4; name it .mp4 (got {out_path.suffix or 'no extension'})")
+    if out_path.is_dir():
+        raise MediaError(f"{out_path}: is a directory; name the video file to write")
+    animator = checkpoint if isinstance(checkpoint, Animator) else Animator(checkpoint, device,
+                                                                            trust_checkpoint=trust_checkpoint)
     frames = animator(image_path, audio_path, seed=seed, progress=progress)
     rate = audio_rate(audio_path) or animator.sample_rate
     original = read_audio(audio_path, rate)

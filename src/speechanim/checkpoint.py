@@ -14,10 +14,17 @@ A training checkpoint holds (keys of the dict):
 * ``best``          the best validation score so far and its epoch, ``history`` the per-epoch rows
 
 Only ``model_config`` and ``generator`` are needed to generate; :func:`load_generator` reads them.
+
+Loading never runs code from the file: ``torch.load(weights_only=True)`` unpickles only tensors,
+plain Python values and the few numpy types the RNG states hold (:data:`SAFE_NUMPY`). A file that
+names anything else (a pickled function, a class with ``__reduce__``: code) is refused with
+:class:`CheckpointError`. ``trust=True`` (``--trust-checkpoint``) unpickles it fully, for a file
+from a source the user vouches for; no checkpoint this package writes needs it.
 """
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -44,15 +51,35 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
+def _safe_numpy() -> list[Any]:
+    """numpy's array reconstruction and dtype classes: what ``np.random.get_state()`` pickles to."""
+    import numpy as np
+
+    return [np.core.multiarray._reconstruct, np.ndarray, np.dtype,
+            *(getattr(np.dtypes, n) for n in np.dtypes.__all__)]
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    trust: bool = False) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, refusing one that carries code (see the module doc)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        if trust:
+            payload = torch.load(path, map_location=map_location, weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_safe_numpy()):
+                payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e).lower() and "weights only" not in str(e).lower():
+            raise CheckpointError(f"{path}: not a readable checkpoint (UnpicklingError: {e})") from None
+        found = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        raise CheckpointError(f"{path}: refused: the file holds Python objects other than weights and plain values "
+                              f"({found or 'see torch.load'}); unpickling it could run code. If you trust its source, "
+                              f"load it with --trust-checkpoint (API: trust=True)") from None
     except Exception as e:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: not a speechanim checkpoint (holds a {type(payload).__name__})")
     return payload
@@ -71,12 +98,24 @@ def model_config_dict(cfg: ModelConfig) -> dict[str, Any]:
     return d
 
 
-def load_generator(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
+def load_generator(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                   trust: bool = False) -> tuple[Generator, dict[str, Any]]:
     """The generator of a checkpoint, in eval mode on ``map_location``, and the checkpoint's dict."""
-    payload = load_checkpoint(path, map_location)
-    if "generator" not in payload:
+    payload = load_checkpoint(path, map_location, trust=trust)
+    if "generator" not in payload or not isinstance(payload["generator"], dict):
         raise CheckpointError(f"{path}: has no generator weights")
-    generator = Generator(model_config_from(payload, path))
-    generator.load_state_dict(payload["generator"])
+    if not isinstance(payload.get("model_config"), dict):
+        raise CheckpointError(f"{path}: has no model_config")
+    try:
+        generator = Generator(model_config_from(payload, path))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its model_config is not valid ({e})") from None
+    try:
+        generator.load_state_dict(payload["generator"])
+    except RuntimeError as e:  # missing/unexpected keys or shapes that differ from model_config's network
+        first = str(e).splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
+        raise CheckpointError(f"{path}: its generator weights do not fit the network its model_config describes "
+                              f"({detail[:300]})") from None
     generator.to(map_location).eval()
     return generator, payload

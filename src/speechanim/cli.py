@@ -3,11 +3,12 @@
 ::
 
     speechanim animate --image face.jpg --audio speech.wav --checkpoint generator.pt -o out.mp4 \\
-        [--device cpu|cuda] [--seed 0]
+        [--device cpu|cuda] [--seed 0] [--trust-checkpoint]
 
 animates one photo with one recording (see :mod:`speechanim.animate`) and writes an mp4 with
 the original audio.  A bad input (a photo with no face or with two, an unreadable image, a file
-with no audio, a missing checkpoint) ends with one line on stderr naming the file, exit code 1.
+with no audio, a missing checkpoint, a checkpoint that carries code) ends with one line on stderr
+naming the file, exit code 1.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, type=Path, help="the mp4 to write")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when available")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a checkpoint that holds more than weights (full unpickling: it could run code; "
+                        "only for a file whose source you trust)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--verbose", action="store_true", help="let the face detector's native log lines through")
     return parser
@@ -71,7 +75,7 @@ def _animate(args: argparse.Namespace) -> int:
     from .animate import animate_file  # imported here: torch and mediapipe load slowly
 
     out = animate_file(args.image, args.audio, args.checkpoint, args.out, device=args.device, seed=args.seed,
-                       progress=False if args.no_progress else True)
+                       progress=False if args.no_progress else True, trust_checkpoint=args.trust_checkpoint)
     print(out)
     return 0
 

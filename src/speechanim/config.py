@@ -3,6 +3,14 @@
 The Snakefile calls :func:`validate_config` before it builds the DAG, so an unknown key or a bad
 value fails at once with a message that names the key, e.g.
 ``config: datasets.grid.speakers: 'some' is not valid under any of the given schemas``.
+
+Beyond the schema, :func:`check_values` checks what would otherwise fail late, after the
+preprocessing: the ``model``, ``training``, ``lipreader`` and ``syncnet`` sections are built into
+their dataclasses (unknown keys and bad values named), the frame size must suit the networks, the
+sample rate must give a whole number of samples per video frame, and the split ratios must sum to 1.
+Values given on the command line (``snakemake --config 'preprocess={image_size: [128, 96]}'``)
+arrive as strings inside nested values; :func:`coerce` turns them into the numbers and booleans the
+schema asks for first.
 """
 from __future__ import annotations
 
@@ -25,9 +33,101 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def _types(schema: dict) -> set[str]:
+    t = schema.get("type", [])
+    return {t} if isinstance(t, str) else set(t)
+
+
+def _scalar(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (bool, int, float)) or value is None else text
+
+
+def coerce(value: Any, schema: dict | None) -> Any:
+    """``value`` with strings turned into numbers, booleans or null where the schema (or, in a free-form
+    section, the text itself) asks for one; in place for dicts and lists, which are also returned."""
+    schema = schema or {}
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        for k, v in value.items():
+            value[k] = coerce(v, props.get(k) if props is not None else None) if props is not None or not schema \
+                else coerce(v, None)
+        return value
+    if isinstance(value, list):
+        items = schema.get("items") if isinstance(schema.get("items"), dict) else None
+        for i, v in enumerate(value):
+            value[i] = coerce(v, items)
+        return value
+    if isinstance(value, str):
+        wanted = _types(schema)
+        if not schema or (wanted and "string" not in wanted):
+            converted = _scalar(value)
+            if not schema or not wanted or _kind(converted) in wanted or (_kind(converted) == "integer" and "number" in wanted):
+                return converted
+    return value
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if v is None:
+        return "null"
+    return "string"
+
+
+def check_values(config: dict[str, Any]) -> list[str]:
+    """Problems the schema cannot see (see the module doc), one line each, naming the key."""
+    from dataclasses import fields
+
+    from .lipreader import LipReaderConfig
+    from .models import ModelConfig
+    from .syncnet import SyncNetConfig
+    from .train import TrainConfig
+
+    problems = []
+    pre = config["preprocess"]
+    rate, fps = pre["sample_rate"], pre["fps"]
+    if abs(rate / fps - round(rate / fps)) > 1e-9:
+        problems.append(f"preprocess.sample_rate: {rate} Hz is not a whole number of samples per video frame at "
+                        f"preprocess.fps {fps} ({rate / fps:g}); pick a rate that is a multiple of the frame rate")
+    ratios = config["splits"]["ratios"]
+    if abs(sum(ratios) - 1) > 1e-6:
+        problems.append(f"splits.ratios: {ratios} sum to {sum(ratios):g}, not 1 (train, validation, test)")
+    sections = {
+        "model": (ModelConfig, dict(image_size=tuple(pre["image_size"]), sample_rate=rate,
+                                    audio_window_s=pre["audio_window_s"])),
+        "training": (TrainConfig, {}),
+        "lipreader": (LipReaderConfig, {}),
+        "syncnet": (SyncNetConfig, {}),
+    }
+    for name, (cls, extra) in sections.items():
+        given = config.get(name) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        for key in unknown:
+            problems.append(f"{name}.{key}: unknown key (known: {', '.join(sorted(known - set(extra)))})")
+        if unknown:
+            continue
+        try:
+            cls(**{**given, **extra})
+        except (TypeError, ValueError) as e:
+            where = "preprocess.image_size / model" if name == "model" and "image" in str(e).lower() else name
+            problems.append(f"{where}: {e}")
+    return problems
+
+
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike = SCHEMA, source: str = "config") -> dict:
-    """Check ``config`` against the schema; raise :class:`ConfigError` listing every problem by key."""
+    """Check ``config`` against the schema and :func:`check_values`; raise :class:`ConfigError` listing
+    every problem by key. Command-line strings are first coerced to the schema's types (:func:`coerce`)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    coerce(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -42,6 +142,9 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike = SCH
             else:
                 lines.append(f"{source}: {_key(err.absolute_path)}: {err.message}")
         raise ConfigError("invalid configuration\n  " + "\n  ".join(lines))
+    problems = check_values(config)
+    if problems:
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(f"{source}: {p}" for p in problems))
     return config
 
 

@@ -246,6 +246,8 @@ def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *,
             written.append(strip([("real", gt), ("L1", gen("l1", key)), ("L1+Adv_img+Adv_seq", gen("full", key))],
                                  cols, f"{key}: L1 only vs the full model (cf. paper Fig. 4)", out / "fig4_l1_vs_full.png", fps))
         others = first_per_speaker(keys)
+        if len(others) < 2:  # one test speaker (a tiny run): its other clips, the same face
+            others = keys[:4]
         index = {k: i for i, k in enumerate(keys)}
         if len(others) >= 2:
             chosen = [index[k] for k in others[:4]]
@@ -279,6 +281,12 @@ def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *,
                                             list(range(lo, lo + N_COLUMNS)),
                                             f"{rkey}: a real blink; the full model blinks in none of {scanned} clips "
                                             "(cf. Fig. 7)", out / "fig7_blinks.png", fps))
+            else:  # no blink anywhere (a tiny run): the eye-aspect traces still show why
+                frames, fake = _frames(real, key), gen("full", key)
+                written.append(blink_figure([("real", frames, packed_ear(real, key)), ("full model", fake, ear_trace(fake))],
+                                            list(range(min(N_COLUMNS, len(frames)))),
+                                            f"{key}: no blink found in the real or the generated clips (cf. Fig. 7)",
+                                            out / "fig7_blinks.png", fps))
         if syncnet is not None:
             from .evaluate import still_video
             from .syncnet import SyncScorer

@@ -50,7 +50,10 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
     """``None`` -> CUDA when there is a GPU, else the CPU; ``"cuda"`` without a GPU is an error."""
     if name is None:
         return default_device()
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {name!r}: not a torch device (cpu, cuda or cuda:N): {e}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested, but torch sees no CUDA GPU on this machine (use --device cpu)")
     return dev

@@ -172,6 +172,9 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) ->
 
 # Codec settings: "h264" gives an mp4 (H.264 + AAC) for people; "mpeg1" gives a GRID-like .mpg
 # (MPEG-1 video + MPEG audio layer II in an MPEG program stream).
+#: The file name endings each codec's container is written under (the container is the codec's, always).
+SUFFIXES = {"h264": (".mp4", ".m4v"), "mpeg1": (".mpg", ".mpeg")}
+
 _CODECS = {
     "h264": dict(format="mp4", vcodec="libx264", pix_fmt="yuv420p", acodec="aac", audio_bitrate="128k",
                  movflags="+faststart"),
@@ -202,6 +205,11 @@ def write_video(
         raise ValueError(f"{path}: frames must be a non-empty uint8 array (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if codec not in _CODECS:
         raise ValueError(f"{path}: unknown codec {codec!r}; choose one of {sorted(_CODECS)}")
+    if path.suffix.lower() not in SUFFIXES[codec]:
+        raise MediaError(f"{path}: writes a {_CODECS[codec]['format']} file; name it {' or '.join(SUFFIXES[codec])} "
+                         f"(got {path.suffix or 'no extension'})")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a directory; name the video file to write")
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"{path}: frame size {w}x{h} must be even for yuv420p video")
@@ -234,5 +242,9 @@ def write_video(
         except ffmpeg.Error as e:
             tmp.unlink(missing_ok=True)
             raise MediaError(f"{path}: encoding failed ({_first_problem(e.stderr) or 'ffmpeg failed'})") from None
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise MediaError(f"{path}: cannot write ({e.strerror})") from None
     return path

@@ -205,6 +205,21 @@ def write_skip_list(path: str | os.PathLike, rows: list[dict[str, str]], columns
     return path
 
 
+def manifest_problem(speaker_dir: Path, utt: Utterance, seen: set[str]) -> str | None:
+    """Why a manifest row cannot be used as it stands (None if it can): an utterance named twice, an
+    utterance name that is not a plain name, or a file outside the speaker's folder."""
+    if utt.utterance in seen:
+        return f"{speaker_dir / MANIFEST}: utterance {utt.utterance!r} is listed more than once; the first row is used"
+    if not utt.utterance or "/" in utt.utterance or utt.utterance in (".", ".."):
+        return f"{speaker_dir / MANIFEST}: utterance name {utt.utterance!r} is not a plain name"
+    root = speaker_dir.resolve()
+    for column in ("video", "audio", "align"):
+        name = getattr(utt, column)
+        if name and not (speaker_dir / name).resolve().is_relative_to(root):
+            return f"{speaker_dir / MANIFEST}: the {column} file {name!r} of {utt.utterance} lies outside the speaker's folder"
+    return None
+
+
 def align_speaker(raw_dir: str | os.PathLike, out: str | os.PathLike, skipped: str | os.PathLike,
                   job: AlignJob = AlignJob(), *, progress: bool = True) -> SpeakerResult:
     """Align every clip of one speaker of the raw layout into ``out``; write the skip list ``skipped``."""
@@ -222,7 +237,18 @@ def align_speaker(raw_dir: str | os.PathLike, out: str | os.PathLike, skipped: s
         h5.attrs.update(speaker=result.speaker, size=list(job.align.size), sample_rate=job.sample_rate,
                         smooth_window=job.align.smooth_window, max_gap=job.align.max_gap)
         bar = tqdm(utterances, desc=f"align {result.speaker}", unit="clip", disable=not progress, file=sys.stderr)
+        seen: set[str] = set()
+        duplicates = []
         for utt in bar:
+            problem = manifest_problem(raw_dir, utt, seen)
+            if problem is not None:
+                if utt.utterance in seen:  # keep the first row's result under the name; list the repeat apart
+                    duplicates.append({"item": utt.utterance, "reason": problem})
+                else:
+                    result.skipped[utt.utterance] = problem
+                bar.write(f"skipped {utt.utterance}: {problem}", file=sys.stderr)
+                continue
+            seen.add(utt.utterance)
             try:
                 clip = load_clip(raw_dir, utt, job)
             except SkipClip as err:
@@ -232,8 +258,8 @@ def align_speaker(raw_dir: str | os.PathLike, out: str | os.PathLike, skipped: s
             write_clip(h5, clip)
             result.clips += 1
             result.frames += len(clip.frames)
-        h5.attrs["n_skipped"] = len(result.skipped)
-    rows = carried + [{"item": k, "reason": v} for k, v in result.skipped.items()]
+        h5.attrs["n_skipped"] = len(result.skipped) + len(duplicates)
+    rows = carried + duplicates + [{"item": k, "reason": v} for k, v in result.skipped.items()]
     write_skip_list(skipped, sorted(rows, key=lambda r: r["item"]), ("item", "reason"))
     return result
 

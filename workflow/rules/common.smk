@@ -1,6 +1,7 @@
 # Shared setup and input functions. Every rule calls the package: `python -m speechanim.<stage> ...`.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -106,6 +107,11 @@ def dataset_of(run):
 
 def seed_of(run):
     return int(run.partition("/seed")[2] or 0)
+
+
+def shell_args(*words):
+    """Command-line words joined for a shell command, each quoted (paths may hold spaces)."""
+    return shlex.join(str(w) for w in words)
 
 
 def metrics_dirs(dataset):

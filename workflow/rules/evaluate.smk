@@ -12,6 +12,7 @@ rule generate:
     params:
         videos=config["evaluation"]["videos"],
         seed=lambda wc: config["evaluation"]["seed"] + seed_of(wc.run),  # the noise seed, offset by the run's seed
+        videos_dir=lambda wc: f"{RESULTS}/{wc.run}/videos/{wc.variant}",
     log:
         f"{LOGS}/evaluate/{{run}}/generate_{{variant}}.log",
     benchmark:
@@ -24,9 +25,9 @@ rule generate:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m speechanim.generate --checkpoint {input.checkpoint} --h5 {input.h5}"
-        " --out {output} --videos {RESULTS}/{wildcards.run}/videos/{wildcards.variant}"
-        " --limit-videos {params.videos} --seed {params.seed} 2> {log}"
+        "OMP_NUM_THREADS={threads} python -m speechanim.generate --checkpoint {input.checkpoint:q} --h5 {input.h5:q}"
+        " --out {output:q} --videos {params.videos_dir:q}"
+        " --limit-videos {params.videos} --seed {params.seed} 2> {log:q}"
 
 
 # The rows of the tables, as speechanim.tables reads them: the controls (still, shifted_audio) and the
@@ -79,7 +80,7 @@ rule evaluate_method:
         method="ground_truth|still|shifted_audio|l1|l1_advimg|full|static",
     params:
         args=_evaluate_args,
-        generated=lambda wc, input: f"--generated {input.generated}" if input.generated else "",
+        generated=lambda wc, input: shell_args("--generated", input.generated) if input.generated else "",
     log:
         f"{LOGS}/evaluate/{{run}}/metrics_{{method}}.log",
     benchmark:
@@ -90,8 +91,8 @@ rule evaluate_method:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "OMP_NUM_THREADS=1 python -m speechanim.evaluate --real {input.real} {params.generated}"
-        " --lipreader {input.lipreader} --syncnet {input.syncnet} --out {output} {params.args} 2> {log}"
+        "OMP_NUM_THREADS=1 python -m speechanim.evaluate --real {input.real:q} {params.generated}"
+        " --lipreader {input.lipreader:q} --syncnet {input.syncnet:q} --out {output:q} {params.args} 2> {log:q}"
 
 
 rule table2:
@@ -105,7 +106,7 @@ rule table2:
     log:
         f"{LOGS}/evaluate/table2.log",
     shell:
-        "python -m speechanim.tables table2 --metrics {params.metrics} --out {output} 2> {log}"
+        "python -m speechanim.tables table2 --metrics {params.metrics:q} --out {output:q} 2> {log:q}"
 
 
 rule table3:
@@ -121,11 +122,11 @@ rule table3:
     output:
         f"{RESULTS}/table3.csv",
     params:
-        args=" ".join([f"--dataset {d}" for d in RUN_DATASETS] + [metrics_dirs(d) for d in RUN_DATASETS]),
+        args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS]),
     log:
         f"{LOGS}/evaluate/table3.log",
     shell:
-        "python -m speechanim.tables table3 {params.args} --out {output} 2> {log}"
+        "python -m speechanim.tables table3 {params.args} --out {output:q} 2> {log:q}"
 
 
 rule claims:
@@ -137,11 +138,11 @@ rule claims:
     output:
         f"{RESULTS}/claims.md",
     params:
-        args=" ".join([f"--dataset {d}" for d in RUN_DATASETS] + [metrics_dirs(d) for d in RUN_DATASETS]),
+        args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS]),
     log:
         f"{LOGS}/evaluate/claims.log",
     shell:
-        "python -m speechanim.claims {params.args} --out {output} 2> {log}"
+        "python -m speechanim.claims {params.args} --out {output:q} 2> {log:q}"
 
 
 rule figures:
@@ -154,13 +155,18 @@ rule figures:
         syncnet=f"{RESULTS}/{{dataset}}/syncnet.pt",
     output:
         f"{RESULTS}/figures/{{dataset}}/fig4_l1_vs_full.png",
+        f"{RESULTS}/figures/{{dataset}}/fig5_same_face.png",
+        f"{RESULTS}/figures/{{dataset}}/fig6_same_audio.png",
+        f"{RESULTS}/figures/{{dataset}}/fig7_blinks.png",
+        f"{RESULTS}/figures/{{dataset}}/fig8_silence.png",
         f"{RESULTS}/figures/{{dataset}}/fig_sync.png",
     params:
         generated=lambda wc: f"{RESULTS}/{run_of(wc.dataset, SEEDS[0])}/generated",  # the first seed's videos
+        out=lambda wc: f"{RESULTS}/figures/{wc.dataset}",
     log:
         f"{LOGS}/evaluate/{{dataset}}/figures.log",
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m speechanim.figures --h5 {input.h5} --generated {params.generated}"
-        " --checkpoint {input.checkpoint} --syncnet {input.syncnet} --out {RESULTS}/figures/{wildcards.dataset} 2> {log}"
+        "python -m speechanim.figures --h5 {input.h5:q} --generated {params.generated:q}"
+        " --checkpoint {input.checkpoint:q} --syncnet {input.syncnet:q} --out {params.out:q} 2> {log:q}"

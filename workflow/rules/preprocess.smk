@@ -11,8 +11,12 @@ rule align_speaker:
         h5=f"{DATA}/aligned/{{dataset}}/{{speaker}}.h5",
         skipped=f"{RESULTS}/{{dataset}}/skipped/{{speaker}}.tsv",
     params:
-        pre=config["preprocess"],
+        raw=lambda wc: f"{DATA}/raw/{wc.dataset}/{wc.speaker}",
         size=" ".join(str(v) for v in config["preprocess"]["image_size"]),
+        sample_rate=config["preprocess"]["sample_rate"],
+        smooth_window=config["preprocess"]["smooth_window"],
+        max_gap=config["preprocess"]["max_gap"],
+        fps=config["preprocess"]["fps"],
     log:
         f"{LOGS}/preprocess/{{dataset}}/{{speaker}}.log",
     benchmark:
@@ -23,10 +27,10 @@ rule align_speaker:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m speechanim.preprocess align --raw {DATA}/raw/{wildcards.dataset}/{wildcards.speaker}"
-        " --out {output.h5} --skipped {output.skipped} --size {params.size}"
-        " --sample-rate {params.pre[sample_rate]} --smooth-window {params.pre[smooth_window]}"
-        " --max-gap {params.pre[max_gap]} --fps {params.pre[fps]} 2> {log}"
+        "python -m speechanim.preprocess align --raw {params.raw:q}"
+        " --out {output.h5:q} --skipped {output.skipped:q} --size {params.size}"
+        " --sample-rate {params.sample_rate} --smooth-window {params.smooth_window}"
+        " --max-gap {params.max_gap} --fps {params.fps} 2> {log:q}"
 
 
 rule skip_list:
@@ -38,7 +42,7 @@ rule skip_list:
     log:
         f"{LOGS}/preprocess/{{dataset}}/skiplist.log",
     shell:
-        "python -m speechanim.preprocess skiplist --out {output} {input} 2> {log}"
+        "python -m speechanim.preprocess skiplist --out {output:q} {input:q} 2> {log:q}"
 
 
 rule split:
@@ -49,13 +53,13 @@ rule split:
         f"{RESULTS}/{{dataset}}/split.tsv",
     params:
         speakers=lambda wc: " ".join(speakers(wc.dataset)),
-        split=config["splits"],
+        seed=config["splits"]["seed"],
         ratios=" ".join(str(r) for r in config["splits"]["ratios"]),
     log:
         f"{LOGS}/preprocess/{{dataset}}/split.log",
     shell:
         "python -m speechanim.preprocess split --dataset {wildcards.dataset} --speakers {params.speakers}"
-        " --ratios {params.ratios} --seed {params.split[seed]} --out {output} 2> {log}"
+        " --ratios {params.ratios} --seed {params.seed} --out {output:q} 2> {log:q}"
 
 
 rule pack:
@@ -77,8 +81,8 @@ rule pack:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m speechanim.preprocess pack --split {input.split} --part {wildcards.part} {params.mirror}"
-        " --out {output} {input.aligned} 2> {log}"
+        "python -m speechanim.preprocess pack --split {input.split:q} --part {wildcards.part} {params.mirror}"
+        " --out {output:q} {input.aligned:q} 2> {log:q}"
 
 
 rule table1:
@@ -88,8 +92,8 @@ rule table1:
     output:
         f"{RESULTS}/table1.csv",
     params:
-        args=" ".join([f"--dataset {d}" for d in RUN_DATASETS] + [f"{DATA}/packed/{d}" for d in RUN_DATASETS]),
+        args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[f"{DATA}/packed/{d}" for d in RUN_DATASETS]),
     log:
         f"{LOGS}/preprocess/table1.log",
     shell:
-        "python -m speechanim.tables table1 {params.args} --out {output} 2> {log}"
+        "python -m speechanim.tables table1 {params.args} --out {output:q} 2> {log:q}"

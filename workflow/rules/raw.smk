@@ -5,9 +5,10 @@
 def grid_cli_args():
     """The download options every GRID job passes on."""
     grid, dl = config["datasets"]["grid"], config["download"]
-    record = f" --record-url {grid['record_url']}" if grid.get("record_url") else ""
-    return (f"--base-url {grid['base_url']}{record} --downloads {DATA}/downloads/grid"
-            f" --retries {dl['retries']} --backoff {dl['backoff_s']} --timeout {dl['timeout_s']}")
+    words = ["--base-url", grid["base_url"]] + (["--record-url", grid["record_url"]] if grid.get("record_url") else [])
+    words += ["--downloads", f"{DATA}/downloads/grid", "--retries", dl["retries"], "--backoff", dl["backoff_s"],
+              "--timeout", dl["timeout_s"]] + ([] if grid.get("verify", True) else ["--no-verify"])
+    return shell_args(*words)
 
 
 rule grid_shared_archive:
@@ -27,7 +28,7 @@ rule grid_shared_archive:
     conda:
         "../../envs/raw.yaml"
     shell:
-        "python -m speechanim.raw.grid shared --only {wildcards.archive}.zip {params.args} 2> {log}"
+        "python -m speechanim.raw.grid shared --only {wildcards.archive}.zip {params.args} 2> {log:q}"
 
 
 rule grid_speaker:
@@ -39,6 +40,7 @@ rule grid_speaker:
     params:
         args=grid_cli_args(),
         audio=config["datasets"]["grid"].get("audio_source", "video"),
+        out=f"{DATA}/raw/grid",
     log:
         f"{LOGS}/raw/grid/{{speaker}}.log",
     resources:
@@ -48,7 +50,7 @@ rule grid_speaker:
         "../../envs/raw.yaml"
     shell:
         "python -m speechanim.raw.grid speaker {wildcards.speaker} {params.args} --audio-source {params.audio}"
-        " --out {DATA}/raw/grid 2> {log}"
+        " --out {params.out:q} 2> {log:q}"
 
 
 rule synthgrid_speaker:
@@ -58,6 +60,7 @@ rule synthgrid_speaker:
     params:
         utterances=config["datasets"]["synthgrid"]["utterances"],
         seed=config["datasets"]["synthgrid"]["seed"],
+        out=f"{DATA}/raw/synthgrid",
     log:
         f"{LOGS}/raw/synthgrid/{{speaker}}.log",
     resources:
@@ -66,8 +69,8 @@ rule synthgrid_speaker:
     conda:
         "../../envs/synth.yaml"
     shell:
-        "python -m speechanim.synth.corpus speaker {wildcards.speaker} --out {DATA}/raw/synthgrid"
-        " --utterances {params.utterances} --seed {params.seed} 2> {log}"
+        "python -m speechanim.synth.corpus speaker {wildcards.speaker} --out {params.out:q}"
+        " --utterances {params.utterances} --seed {params.seed} 2> {log:q}"
 
 
 rule synthgrid_samples:
@@ -76,12 +79,14 @@ rule synthgrid_samples:
         lambda wildcards: raw_manifests("synthgrid"),
     output:
         f"{RESULTS}/synthgrid/samples.png",
+    params:
+        raw=f"{DATA}/raw/synthgrid",
     log:
         f"{LOGS}/raw/synthgrid/samples.log",
     conda:
         "../../envs/synth.yaml"
     shell:
-        "python -m speechanim.synth.corpus samples {DATA}/raw/synthgrid --out {output} 2> {log}"
+        "python -m speechanim.synth.corpus samples {params.raw:q} --out {output:q} 2> {log:q}"
 
 
 rule tcdtimit_speaker:
@@ -90,6 +95,7 @@ rule tcdtimit_speaker:
         f"{DATA}/raw/tcdtimit/{{speaker}}/manifest.tsv",
     params:
         source=config["datasets"]["tcdtimit"]["source_dir"],
+        out=f"{DATA}/raw/tcdtimit",
     log:
         f"{LOGS}/raw/tcdtimit/{{speaker}}.log",
     resources:
@@ -99,4 +105,4 @@ rule tcdtimit_speaker:
         "../../envs/raw.yaml"
     shell:
         "python -m speechanim.raw.tcdtimit speaker {wildcards.speaker} --source {params.source:q}"
-        " --out {DATA}/raw/tcdtimit 2> {log}"
+        " --out {params.out:q} 2> {log:q}"

@@ -15,6 +15,7 @@ rule train:
         variant="l1|l1_advimg|full|static",
     params:
         dataset=lambda wc: dataset_of(wc.run),
+        out=lambda wc: f"{RESULTS}/{wc.run}/models/{wc.variant}",
         model=model_json,
         training=lambda wc: json.dumps(dict(config["training"], seed=seed_of(wc.run)), sort_keys=True),
     log:
@@ -30,8 +31,8 @@ rule train:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m speechanim.train --dataset {params.dataset} --variant {wildcards.variant}"
-        " --train {input.train} --val {input.val} --out {RESULTS}/{wildcards.run}/models/{wildcards.variant}"
-        " --model '{params.model}' --training '{params.training}' 2> {log}"
+        " --train {input.train:q} --val {input.val:q} --out {params.out:q}"
+        " --model {params.model:q} --training {params.training:q} 2> {log:q}"
 
 
 rule lipreader:
@@ -55,8 +56,8 @@ rule lipreader:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m speechanim.lipreader train --train {input.train} --val {input.val}"
-        " --out {output} --config '{params.cfg}' 2> {log}"
+        "OMP_NUM_THREADS={threads} python -m speechanim.lipreader train --train {input.train:q} --val {input.val:q}"
+        " --out {output:q} --config {params.cfg:q} 2> {log:q}"
 
 
 rule syncnet:
@@ -80,5 +81,5 @@ rule syncnet:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m speechanim.syncnet train --train {input.train} --val {input.val}"
-        " --out {output} --config '{params.cfg}' 2> {log}"
+        "OMP_NUM_THREADS={threads} python -m speechanim.syncnet train --train {input.train:q} --val {input.val:q}"
+        " --out {output:q} --config {params.cfg:q} 2> {log:q}"

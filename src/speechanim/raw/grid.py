@@ -174,11 +174,19 @@ def parse_record(data: dict) -> dict[str, FileInfo]:
     return out
 
 
-def load_record(record_url: str | None, downloads: Path, policy: RetryPolicy) -> dict[str, FileInfo]:
-    """The record's files, fetched (and cached in ``downloads``), from the cache, or ``{}`` when unavailable."""
+def _unverified(problem: str, verify: bool) -> dict[str, FileInfo]:
+    if verify:
+        raise GridError(f"{problem}: the archives' sizes and checksums cannot be verified; to download them "
+                        f"unverified anyway pass --no-verify (config: datasets.grid.verify: false)")
+    log.warning("%s: archive sizes and checksums will not be verified (--no-verify)", problem)
+    return {}
+
+
+def load_record(record_url: str | None, downloads: Path, policy: RetryPolicy, verify: bool = True) -> dict[str, FileInfo]:
+    """The record's files, fetched (and cached in ``downloads``) or from the cache. When neither can be had,
+    :class:`GridError` (``verify``), or ``{}`` and a warning (``verify=False``: nothing is checked against it)."""
     if not record_url:
-        log.warning("no record metadata URL: archive sizes and checksums will not be verified")
-        return {}
+        return _unverified("no record metadata URL", verify)
     cache = Path(downloads) / RECORD_CACHE
     try:
         data = json.loads(fetch_bytes(record_url, policy=policy).decode("utf-8"))
@@ -195,8 +203,7 @@ def load_record(record_url: str | None, downloads: Path, policy: RetryPolicy) ->
             return parse_record(cached["record"])
     except (OSError, ValueError, KeyError, AttributeError):
         pass
-    log.warning("record metadata unavailable (%s): archive sizes and checksums will not be verified", problem)
-    return {}
+    return _unverified(f"record metadata unavailable from {record_url} ({problem}) and not cached in {cache}", verify)
 
 
 def fetch_archive(
@@ -248,6 +255,7 @@ def download_shared(
     policy: RetryPolicy = DEFAULT_POLICY,
     only: Iterable[str] | None = None,
     progress: bool = True,
+    verify: bool = True,
 ) -> dict[str, Path]:
     """Download (once) the archives that hold every speaker: ``audio_25k.zip`` and ``alignments.zip``.
 
@@ -259,7 +267,7 @@ def download_shared(
     unknown = sorted(set(names) - set(SHARED_ARCHIVES))
     if unknown:
         raise GridError(f"not a shared GRID archive: {', '.join(unknown)} (choose from {', '.join(SHARED_ARCHIVES)})")
-    record = load_record(record_url, downloads, policy)
+    record = load_record(record_url, downloads, policy, verify)
     paths = {}
     for name in names:
         path = fetch_archive(name, base_url=base_url, downloads=downloads, record=record, policy=policy, progress=progress)
@@ -445,6 +453,7 @@ def prepare_speaker(
     policy: RetryPolicy = DEFAULT_POLICY,
     audio_source: AudioSource = "archive",
     progress: bool = True,
+    verify: bool = True,
 ) -> Path:
     """Download ``<speaker>.zip`` and write ``<out>/<speaker>/`` in the normalised layout; returns the manifest.
 
@@ -462,7 +471,7 @@ def prepare_speaker(
         if needed is not None and not needed.is_file():
             raise GridError(f"{needed}: missing; download the shared archives first (python -m speechanim.raw.grid shared)")
 
-    record = load_record(record_url, downloads, policy)
+    record = load_record(record_url, downloads, policy, verify)
     name = f"{speaker}.zip"
     video_zip = fetch_archive(name, base_url=base_url, downloads=downloads, record=record, policy=policy, progress=progress)
 
@@ -513,6 +522,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--timeout", type=float, default=RetryPolicy.timeout_s,
                         help="socket timeout in seconds (default %(default)s)")
     common.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    common.add_argument("--no-verify", action="store_true",
+                        help="download even when the record metadata (sizes, md5s) cannot be had: nothing is verified")
     sub = parser.add_subparsers(dest="command", required=True)
     shared = sub.add_parser("shared", parents=[common], help=f"download {' and '.join(SHARED_ARCHIVES)} (once)")
     shared.add_argument("--only", action="append", choices=SHARED_ARCHIVES, help="just this archive (repeatable)")
@@ -531,11 +542,11 @@ def main(argv: list[str] | None = None) -> int:
         policy = RetryPolicy(attempts=args.retries, backoff_s=args.backoff, timeout_s=args.timeout)
         if args.command == "shared":
             download_shared(args.base_url, args.downloads, record_url=args.record_url, policy=policy,
-                            only=args.only, progress=not args.no_progress)
+                            only=args.only, progress=not args.no_progress, verify=not args.no_verify)
         else:
             prepare_speaker(args.speaker, base_url=args.base_url, downloads=args.downloads, out=args.out,
                             record_url=args.record_url, policy=policy, audio_source=args.audio_source,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, verify=not args.no_verify)
     except (GridError, DownloadError, GridFormatError, ValueError, OSError) as e:
         message = " ".join(str(e).split())
         print(f"speechanim.raw.grid: error: {message}", file=sys.stderr)
