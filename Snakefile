@@ -10,7 +10,18 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="[a-z0-9]+",
+    run="[a-z0-9]+(/seed[0-9]+)?",
+    speaker="[A-Za-z0-9_-]+",
+
+
 include: "workflow/rules/raw.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
@@ -20,4 +31,4 @@ include: "workflow/rules/evaluate.smk"
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/table3.csv",
+        all_targets(),

@@ -100,6 +100,16 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     assert any("Table 2: L1 has the best PSNR" in line for line in claims)
     assert "mean +- std over 2 training seed(s)" in (results / "claims.md").read_text()
 
+    # The HTML report: the tables, every figure, the samples and the training curves, rendered by a browser.
+    report = results / "report.html"
+    res = snakemake(tmp_path, "--report", str(report))
+    assert res.returncode == 0 and report.is_file(), res.stderr[-3000:]
+    dom = rendered(report)
+    for name in ("table1.csv", "table2.csv", "table3.csv", "claims.md", "fig4_l1_vs_full.png", "fig_sync.png",
+                 "fig7_blinks.png", "samples.png", "losses.png", "Tables", "Figures", "Training"):
+        assert name in dom, name
+    assert "is not GRID" in dom  # the workflow description
+
     # Nothing to do on a rerun; one training value changed reruns training and what follows only.
     res = snakemake(tmp_path, "-n")
     assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr, res.stdout[-3000:]
@@ -112,3 +122,34 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     assert counts.get("train") == 8, counts  # 4 variants x 2 seeds
     for unchanged in ("synthgrid_speaker", "align_speaker", "pack", "lipreader", "syncnet", "table1"):
         assert unchanged not in counts, counts
+    assert rerun_after(tmp_path, lambda c: c["evaluation"].update(frame_step=5)).keys() == {
+        "evaluate_method", "table2", "table3", "claims", "all"}  # scoring only: no generation
+    counts = rerun_after(tmp_path, lambda c: c["preprocess"].update(mirror_train=False))
+    assert counts["pack"] == 1 and "align_speaker" not in counts and counts["train"] == 8, counts  # the training pack
+    assert rerun_after(tmp_path, lambda c: c["training"].update(num_workers=3)) == {}  # not a result
+    reordered = evidence_config()
+    for section in ("training", "preprocess", "evaluation", "model"):
+        reordered[section] = dict(reversed(list(reordered[section].items())))
+    assert rerun_after(tmp_path, lambda c: c.update(reordered)) == {}
+
+
+def rendered(html: Path) -> str:
+    """The DOM of a page after its scripts ran, from headless Chromium (Debian's chromium; .ci/run installs it)."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is not installed (apt-get install chromium)"
+    res = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+                          "--dump-dom", html.resolve().as_uri()], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def rerun_after(workdir: Path, change) -> dict[str, int]:
+    """The jobs a dry run plans after ``change`` is applied to the config the DAG was built with."""
+    config = evidence_config()
+    change(config)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    res = snakemake(workdir, "-n")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return job_counts(res.stdout + res.stderr)

@@ -192,7 +192,7 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
                     raise EvaluationError(f"{generated_path}: lacks {len(missing)} test clips, e.g. {missing[0]}")
             rows = []
             name = Path(generated_path).name if generated_path else (control or "ground_truth")
-            for key in tqdm(needed, desc=f"evaluate {name}", unit="clip", disable=not progress):
+            for key in tqdm(needed, desc=f"evaluate {name}", unit="clip", disable=None if progress else True):
                 g = real[key]
                 fps, rate = float(g.attrs["fps"]), int(g.attrs["sample_rate"])
                 real_frames = _frames(real, key)

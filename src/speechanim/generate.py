@@ -151,11 +151,13 @@ def generate_file(checkpoint: str | os.PathLike, h5_path: str | os.PathLike, out
         check_compatible(generator, source, keys, h5_path)
         clips = WholeClips(h5_path, window_s=generator.cfg.audio_window_s)
         n_videos = len(keys) if limit_videos is None else min(limit_videos, len(keys))
+        if videos is not None:
+            Path(videos).mkdir(parents=True, exist_ok=True)  # even with no video to write: the folder is an output
         with AtomicH5(out_path) as out:
             out.attrs.update(checkpoint=str(checkpoint), variant=variant, source=str(h5_path), seed=int(seed),
                              dataset=str(payload.get("dataset", "")), epoch=int(payload.get("epoch", -1)))
             with tqdm(total=len(keys), unit="clip", desc=f"generate {variant or checkpoint.name}",
-                      disable=not progress) as bar:
+                      disable=None if progress else True) as bar:
                 for start in range(0, len(keys), batch_size):
                     items = [clips[i] for i in range(start, min(start + batch_size, len(keys)))]
                     stills = torch.stack([it["still"] for it in items]).to(dev)

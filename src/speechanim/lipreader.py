@@ -541,7 +541,7 @@ def load_mouth_clips(path: str | os.PathLike, cfg: LipReaderConfig, *, desc: str
         names = clip_keys(h5)
         if not names:
             raise LipReaderError(f"{path}: holds no clips")
-        for key in tqdm(names, desc=desc or f"mouth crops {path.name}", unit="clip", leave=False):
+        for key in tqdm(names, desc=desc or f"mouth crops {path.name}", unit="clip", leave=False, disable=None):
             g = h5[key]
             if "frames" not in g:
                 raise LipReaderError(f"{path}: clip {key} has no frames")
@@ -732,7 +732,7 @@ def train(
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "val_wer": math.inf, "val_loss": math.inf}
-    bar = tqdm(range(1, cfg.epochs + 1), desc="lipreader epochs", unit="epoch", disable=not progress)
+    bar = tqdm(range(1, cfg.epochs + 1), desc="lipreader epochs", unit="epoch", disable=None if progress else True)
     for epoch in bar:
         start = time.perf_counter()
         model.train()
@@ -775,6 +775,10 @@ def train(
             })
         _write_history(history_path(out), rows)
         bar.set_postfix(loss=row["train_loss"], val_wer=row["val_wer"], best=best["epoch"])
+        if bar.disable:  # no bar (a log file): one line per epoch instead
+            print(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+                  f"val WER {row['val_wer']:.3f}, CER {row['val_cer']:.3f} (best epoch {best['epoch']}); "
+                  f"{row['seconds']:.0f} s", file=sys.stderr, flush=True)
         if cfg.lr_schedule == "plateau" and epoch - max(best["epoch"], lr_changed) >= cfg.lr_patience:
             for group in optimiser.param_groups:
                 group["lr"] *= 0.5
@@ -802,7 +806,7 @@ def evaluate_h5(reader: LipReader, h5_path: str | os.PathLike, *, controls: bool
     """
     data = load_mouth_clips(h5_path, reader.cfg, desc=f"lipreader: {Path(h5_path).name}")
     logits = []
-    for i in tqdm(range(0, len(data), 32), desc="lipreader: reading", unit="batch", disable=not progress):
+    for i in tqdm(range(0, len(data), 32), desc="lipreader: reading", unit="batch", disable=None if progress else True):
         logits += reader.logits(data.crops[i:i + 32])
     hyps = [decode(y, reader.cfg.decoder) for y in logits]
     result: dict[str, Any] = {

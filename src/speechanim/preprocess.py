@@ -236,7 +236,7 @@ def align_speaker(raw_dir: str | os.PathLike, out: str | os.PathLike, skipped: s
     with AtomicH5(out) as h5:
         h5.attrs.update(speaker=result.speaker, size=list(job.align.size), sample_rate=job.sample_rate,
                         smooth_window=job.align.smooth_window, max_gap=job.align.max_gap)
-        bar = tqdm(utterances, desc=f"align {result.speaker}", unit="clip", disable=not progress, file=sys.stderr)
+        bar = tqdm(utterances, desc=f"align {result.speaker}", unit="clip", disable=None if progress else True, file=sys.stderr)
         seen: set[str] = set()
         duplicates = []
         for utt in bar:
@@ -385,7 +385,7 @@ def pack(split_path: str | os.PathLike, part: str, inputs: list[str | os.PathLik
     shape: tuple | None = None
     with AtomicH5(out) as dst:
         dst.attrs.update(part=part, mirrored=bool(mirror), speakers=list(wanted))
-        for speaker in tqdm(wanted, desc=f"pack {part}", unit="speaker", disable=not progress, file=sys.stderr):
+        for speaker in tqdm(wanted, desc=f"pack {part}", unit="speaker", disable=None if progress else True, file=sys.stderr):
             with h5py.File(files[speaker], "r") as src:
                 for key in clip_keys(src):
                     g = src[key]

@@ -463,7 +463,7 @@ def load_sync_clips(path: str | os.PathLike, cfg: SyncNetConfig, *, skip_mirrore
         names = [k for k in clip_keys(h5) if not (skip_mirrored and k.endswith("_mirror"))]
         if not names:
             raise SyncNetError(f"{path}: holds no clips")
-        for key in tqdm(names, desc=desc or f"syncnet: {path.name}", unit="clip", leave=False):
+        for key in tqdm(names, desc=desc or f"syncnet: {path.name}", unit="clip", leave=False, disable=None):
             g = h5[key]
             if "frames" not in g or "audio" not in g:
                 raise SyncNetError(f"{path}: clip {key} lacks frames or audio")
@@ -599,7 +599,7 @@ def train(
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "val_lse_c": -math.inf}
-    bar = tqdm(range(1, cfg.epochs + 1), desc="syncnet epochs", unit="epoch", disable=not progress)
+    bar = tqdm(range(1, cfg.epochs + 1), desc="syncnet epochs", unit="epoch", disable=None if progress else True)
     for epoch in bar:
         start = time.perf_counter()
         model.train()
@@ -639,6 +639,9 @@ def train(
             })
         _write_history(history_path(out), rows)
         bar.set_postfix(loss=row["train_loss"], val_acc=row["val_accuracy"], best=best["epoch"])
+        if bar.disable:  # no bar (a log file): one line per epoch instead
+            print(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val accuracy {row['val_accuracy']:.3f} "
+                  f"(best epoch {best['epoch']})", file=sys.stderr, flush=True)
         if epoch - best["epoch"] >= cfg.patience:
             break
     bar.close()
@@ -668,7 +671,7 @@ def evaluate_h5(scorer: SyncScorer, h5_path: str | os.PathLike, *, max_offset: i
     spf = samples_per_frame(data.sample_rate, data.fps, scorer.cfg)
     clips, half = [], len(data) // 2
     for i, (key, crops, audio) in enumerate(tqdm(list(zip(data.keys, data.crops, data.audio)),
-                                                 desc="syncnet: scoring", unit="clip", disable=not progress)):
+                                                 desc="syncnet: scoring", unit="clip", disable=None if progress else True)):
         sr, fps = data.sample_rate, data.fps
         real = scorer.score_crops(crops, audio, sr, fps, max_offset)
         check = scorer.score_crops(crops, _shifted(audio, check_shift, spf), sr, fps, max_offset)

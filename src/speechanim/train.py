@@ -620,7 +620,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
             net.train()
         sums: dict[str, Tensor] = {}
         batches = cycle(loader, sampler, epoch)
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not (progress and d.main), leave=False,
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=None if (progress and d.main) else True, leave=False,
                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)  # a log file: sparse
         for step in bar:
             b = next(batches)
@@ -694,11 +694,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     ap.add_argument("--model", default="{}", help="JSON object of ModelConfig overrides")
     ap.add_argument("--training", default="{}", help="JSON object of TrainConfig overrides")
+    ap.add_argument("--num-workers", type=int, default=None,
+                    help="data-loader processes (overrides --training's num_workers; does not change the result)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     try:
         model_cfg = config_from_json(ModelConfig, args.model, "--model")
         train_cfg = config_from_json(TrainConfig, args.training, "--training")
+        if args.num_workers is not None:
+            if args.num_workers < 0:
+                raise TrainingError(f"--num-workers must be >= 0, got {args.num_workers}")
+            train_cfg.num_workers = args.num_workers
         train(dataset=args.dataset, variant=args.variant, train_path=args.train, val_path=args.val, out_dir=args.out,
               model_cfg=model_cfg, train_cfg=train_cfg, progress=not args.no_progress)
     except (TrainingError, CheckpointError) as e:

@@ -1,6 +1,7 @@
-# Shared setup and input functions. Every rule calls the package: `python -m speechanim.<stage> ...`.
+# Shared setup and input functions. The rules call the package (`python -m speechanim.<stage> ...`).
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -11,6 +12,10 @@ sys.path.insert(0, str(REPO / "src"))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 
 from speechanim.config import validate_config  # noqa: E402
+# The rows of the tables, as speechanim.tables reads them: the controls (still, shifted_audio) and the
+# real videos (ground_truth) are made from the test set and do not depend on the generator's seed.
+from speechanim.evaluate import CONTROLS  # noqa: E402
+from speechanim.tables import SEED_INDEPENDENT, TABLE2_METHODS, TABLE3_METHODS  # noqa: E402
 
 validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -18,16 +23,11 @@ DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 RUN_DATASETS = config["run_datasets"]
 SEEDS = config["seeds"]
-LOGS = "logs"
+LOGS = config["logs_dir"]
 
 # GRID: speakers 1..34; speaker 21 has no video.
 GRID_SPEAKERS = [f"s{i}" for i in range(1, 35) if i != 21]
 
-
-wildcard_constraints:
-    dataset="[a-z0-9]+",
-    run="[a-z0-9]+(/seed[0-9]+)?",
-    speaker="[A-Za-z0-9_-]+",
 
 
 def speakers(dataset):
@@ -106,7 +106,8 @@ def dataset_of(run):
 
 
 def seed_of(run):
-    return int(run.partition("/seed")[2] or 0)
+    match = re.fullmatch(r"[a-z0-9]+(?:.seed(\d+))?", run)  # "<dataset>" or "<dataset>/seed<k>"
+    return int(match.group(1) or 0)
 
 
 def shell_args(*words):
@@ -117,3 +118,75 @@ def shell_args(*words):
 def metrics_dirs(dataset):
     """A dataset's metrics folders, one per seed, comma-separated as speechanim.tables and .claims read them."""
     return ",".join(f"{RESULTS}/{run_of(dataset, seed)}/metrics" for seed in SEEDS)
+
+
+# --- the raw stage
+
+
+def grid_cli_args():
+    """The download options every GRID job passes on."""
+    grid, dl = config["datasets"]["grid"], config["download"]
+    words = ["--base-url", grid["base_url"]] + (["--record-url", grid["record_url"]] if grid.get("record_url") else [])
+    words += ["--downloads", f"{DATA}/downloads/grid", "--retries", dl["retries"], "--backoff", dl["backoff_s"],
+              "--timeout", dl["timeout_s"]] + ([] if grid.get("verify", True) else ["--no-verify"])
+    return shell_args(*words)
+
+
+# --- evaluation
+
+
+def evaluate_args(wildcards):
+    """The evaluate command's options for one method or control (the values it reads from `evaluation`)."""
+    ev = config["evaluation"]
+    args = f"--frame-step {ev['frame_step']}"
+    if ev.get("max_clips"):
+        args += f" --max-clips {ev['max_clips']}"
+    if wildcards.method in CONTROLS:
+        args += f" --control {wildcards.method}"
+    if wildcards.method == "shifted_audio":
+        args += f" --shift-s {ev['control_shift_s']}"
+    return args
+
+
+def generated_video(wildcards):
+    """A method's generated videos; none for the real videos and the controls made from them."""
+    if wildcards.method in SEED_INDEPENDENT:
+        return []
+    return f"{RESULTS}/{wildcards.run}/generated/{wildcards.method}.h5"
+
+
+def _trained_methods(methods):
+    return [m for m in methods if m not in SEED_INDEPENDENT]
+
+
+def seed_metrics(dataset, methods):
+    """The summaries a table reads: the trained methods' for every seed, the seed-independent rows' once
+    (from the first seed's folder, as speechanim.tables reads them)."""
+    first = run_of(dataset, SEEDS[0])
+    return [f"{RESULTS}/{first}/metrics/{m}.json" for m in methods if m not in _trained_methods(methods)] + [
+        f"{RESULTS}/{run_of(dataset, s)}/metrics/{m}.json" for s in SEEDS for m in _trained_methods(methods)]
+
+
+def metrics_dirs_of(input_files):
+    """The metrics folders of a table's input summaries, in order of first appearance (the first seed's
+    first), comma-separated as speechanim.tables reads them."""
+    return ",".join(dict.fromkeys(os.path.dirname(f) for f in input_files))
+
+
+# --- the targets
+
+
+def figures_of(dataset):
+    return [f"{RESULTS}/figures/{dataset}/{name}.png" for name in
+            ("fig4_l1_vs_full", "fig5_same_face", "fig6_same_audio", "fig7_blinks", "fig8_silence", "fig_sync")]
+
+
+def all_targets():
+    """The default target (`all`, `make table3`): Tables 1-3, the claims, every figure, the skip lists
+    and, for the embedded corpus, its samples."""
+    targets = [f"{RESULTS}/table1.csv", f"{RESULTS}/table2.csv", f"{RESULTS}/table3.csv", f"{RESULTS}/claims.md"]
+    for dataset in RUN_DATASETS:
+        targets += figures_of(dataset) + [f"{RESULTS}/{dataset}/skipped.tsv"]
+    if "synthgrid" in RUN_DATASETS:
+        targets.append(f"{RESULTS}/synthgrid/samples.png")
+    return targets

@@ -8,11 +8,11 @@ rule generate:
         checkpoint=f"{RESULTS}/{{run}}/models/{{variant}}/generator.pt",
         h5=lambda wc: packed(dataset_of(wc.run), "test"),
     output:
-        f"{RESULTS}/{{run}}/generated/{{variant}}.h5",
+        h5=f"{RESULTS}/{{run}}/generated/{{variant}}.h5",
+        videos=directory(f"{RESULTS}/{{run}}/videos/{{variant}}"),
     params:
         videos=config["evaluation"]["videos"],
         seed=lambda wc: config["evaluation"]["seed"] + seed_of(wc.run),  # the noise seed, offset by the run's seed
-        videos_dir=lambda wc: f"{RESULTS}/{wc.run}/videos/{wc.variant}",
     log:
         f"{LOGS}/evaluate/{{run}}/generate_{{variant}}.log",
     benchmark:
@@ -26,45 +26,8 @@ rule generate:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m speechanim.generate --checkpoint {input.checkpoint:q} --h5 {input.h5:q}"
-        " --out {output:q} --videos {params.videos_dir:q}"
+        " --out {output.h5:q} --videos {output.videos:q}"
         " --limit-videos {params.videos} --seed {params.seed} 2> {log:q}"
-
-
-# The rows of the tables, as speechanim.tables reads them: the controls (still, shifted_audio) and the
-# real videos (ground_truth) are made from the test set and do not depend on the generator's seed.
-from speechanim.evaluate import CONTROLS  # noqa: E402
-from speechanim.tables import SEED_INDEPENDENT, TABLE2_METHODS, TABLE3_METHODS  # noqa: E402
-
-
-def _evaluate_args(wildcards):
-    ev = config["evaluation"]
-    args = f"--frame-step {ev['frame_step']}"
-    if ev.get("max_clips"):
-        args += f" --max-clips {ev['max_clips']}"
-    if wildcards.method in CONTROLS:
-        args += f" --control {wildcards.method}"
-    if wildcards.method == "shifted_audio":
-        args += f" --shift-s {ev['control_shift_s']}"
-    return args
-
-
-def _generated_video(wildcards):
-    """A method's generated videos; none for the real videos and the controls made from them."""
-    if wildcards.method in SEED_INDEPENDENT:
-        return []
-    return f"{RESULTS}/{wildcards.run}/generated/{wildcards.method}.h5"
-
-
-def _trained_methods(methods):
-    return [m for m in methods if m not in SEED_INDEPENDENT]
-
-
-def seed_metrics(dataset, methods):
-    """The summaries a table reads: the trained methods' for every seed, the seed-independent rows' once
-    (from the first seed's folder, as speechanim.tables reads them)."""
-    first = run_of(dataset, SEEDS[0])
-    return [f"{RESULTS}/{first}/metrics/{m}.json" for m in methods if m not in _trained_methods(methods)] + [
-        f"{RESULTS}/{run_of(dataset, s)}/metrics/{m}.json" for s in SEEDS for m in _trained_methods(methods)]
 
 
 rule evaluate_method:
@@ -73,13 +36,14 @@ rule evaluate_method:
         real=lambda wc: packed(dataset_of(wc.run), "test"),
         lipreader=lambda wc: f"{RESULTS}/{dataset_of(wc.run)}/lipreader.pt",
         syncnet=lambda wc: f"{RESULTS}/{dataset_of(wc.run)}/syncnet.pt",
-        generated=_generated_video,
+        generated=generated_video,
     output:
-        f"{RESULTS}/{{run}}/metrics/{{method}}.json",
+        json=f"{RESULTS}/{{run}}/metrics/{{method}}.json",
+        clips=f"{RESULTS}/{{run}}/metrics/{{method}}.csv",  # per clip
     wildcard_constraints:
         method="ground_truth|still|shifted_audio|l1|l1_advimg|full|static",
     params:
-        args=_evaluate_args,
+        args=evaluate_args,
         generated=lambda wc, input: shell_args("--generated", input.generated) if input.generated else "",
     log:
         f"{LOGS}/evaluate/{{run}}/metrics_{{method}}.log",
@@ -92,7 +56,7 @@ rule evaluate_method:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS=1 python -m speechanim.evaluate --real {input.real:q} {params.generated}"
-        " --lipreader {input.lipreader:q} --syncnet {input.syncnet:q} --out {output:q} {params.args} 2> {log:q}"
+        " --lipreader {input.lipreader:q} --syncnet {input.syncnet:q} --out {output.json:q} {params.args} 2> {log:q}"
 
 
 rule table2:
@@ -100,11 +64,13 @@ rule table2:
     input:
         seed_metrics(RUN_DATASETS[0], TABLE2_METHODS),
     output:
-        f"{RESULTS}/table2.csv",
+        report(f"{RESULTS}/table2.csv", caption="../report/table2.rst", category="Tables"),
     params:
-        metrics=metrics_dirs(RUN_DATASETS[0]),
+        metrics=lambda wc, input: metrics_dirs_of(input),
     log:
         f"{LOGS}/evaluate/table2.log",
+    conda:
+        "../../envs/torch.yaml"
     shell:
         "python -m speechanim.tables table2 --metrics {params.metrics:q} --out {output:q} 2> {log:q}"
 
@@ -113,18 +79,14 @@ rule table3:
     """Table 3: the proposed model against the static baseline on every dataset, with the controls."""
     input:
         [seed_metrics(dataset, TABLE3_METHODS) for dataset in RUN_DATASETS],
-        f"{RESULTS}/table2.csv",
-        f"{RESULTS}/table1.csv",
-        expand(f"{RESULTS}/figures/{{dataset}}/fig4_l1_vs_full.png", dataset=RUN_DATASETS),
-        # the main job also leaves the skip lists and, for the embedded corpus, its sample figure
-        expand(f"{RESULTS}/{{dataset}}/skipped.tsv", dataset=RUN_DATASETS),
-        [f"{RESULTS}/synthgrid/samples.png"] if "synthgrid" in RUN_DATASETS else [],
     output:
-        f"{RESULTS}/table3.csv",
+        report(f"{RESULTS}/table3.csv", caption="../report/table3.rst", category="Tables"),
     params:
         args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS]),
     log:
         f"{LOGS}/evaluate/table3.log",
+    conda:
+        "../../envs/torch.yaml"
     shell:
         "python -m speechanim.tables table3 {params.args} --out {output:q} 2> {log:q}"
 
@@ -136,11 +98,13 @@ rule claims:
                            + [f for dataset in RUN_DATASETS for f in seed_metrics(dataset, TABLE3_METHODS)])),
         f"{RESULTS}/table3.csv",
     output:
-        f"{RESULTS}/claims.md",
+        report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Tables"),
     params:
         args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS]),
     log:
         f"{LOGS}/evaluate/claims.log",
+    conda:
+        "../../envs/torch.yaml"
     shell:
         "python -m speechanim.claims {params.args} --out {output:q} 2> {log:q}"
 
@@ -154,12 +118,9 @@ rule figures:
                                     variant=["l1", "full", "static"]),
         syncnet=f"{RESULTS}/{{dataset}}/syncnet.pt",
     output:
-        f"{RESULTS}/figures/{{dataset}}/fig4_l1_vs_full.png",
-        f"{RESULTS}/figures/{{dataset}}/fig5_same_face.png",
-        f"{RESULTS}/figures/{{dataset}}/fig6_same_audio.png",
-        f"{RESULTS}/figures/{{dataset}}/fig7_blinks.png",
-        f"{RESULTS}/figures/{{dataset}}/fig8_silence.png",
-        f"{RESULTS}/figures/{{dataset}}/fig_sync.png",
+        *[report(f"{RESULTS}/figures/{{dataset}}/{name}.png", caption=f"../report/{name}.rst", category="Figures",
+                 subcategory="{dataset}")
+          for name in ("fig4_l1_vs_full", "fig5_same_face", "fig6_same_audio", "fig7_blinks", "fig8_silence", "fig_sync")],
     params:
         generated=lambda wc: f"{RESULTS}/{run_of(wc.dataset, SEEDS[0])}/generated",  # the first seed's videos
         out=lambda wc: f"{RESULTS}/figures/{wc.dataset}",

@@ -41,6 +41,8 @@ rule skip_list:
         f"{RESULTS}/{{dataset}}/skipped.tsv",
     log:
         f"{LOGS}/preprocess/{{dataset}}/skiplist.log",
+    conda:
+        "../../envs/torch.yaml"
     shell:
         "python -m speechanim.preprocess skiplist --out {output:q} {input:q} 2> {log:q}"
 
@@ -57,6 +59,8 @@ rule split:
         ratios=" ".join(str(r) for r in config["splits"]["ratios"]),
     log:
         f"{LOGS}/preprocess/{{dataset}}/split.log",
+    conda:
+        "../../envs/torch.yaml"
     shell:
         "python -m speechanim.preprocess split --dataset {wildcards.dataset} --speakers {params.speakers}"
         " --ratios {params.ratios} --seed {params.seed} --out {output:q} 2> {log:q}"
@@ -90,10 +94,12 @@ rule table1:
     input:
         [packed(dataset, part) for dataset in RUN_DATASETS for part in ("train", "val", "test")],
     output:
-        f"{RESULTS}/table1.csv",
+        report(f"{RESULTS}/table1.csv", caption="../report/table1.rst", category="Tables"),
     params:
         args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[f"{DATA}/packed/{d}" for d in RUN_DATASETS]),
     log:
         f"{LOGS}/preprocess/table1.log",
+    conda:
+        "../../envs/torch.yaml"
     shell:
         "python -m speechanim.tables table1 {params.args} --out {output:q} 2> {log:q}"

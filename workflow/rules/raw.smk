@@ -2,15 +2,6 @@
 # src/speechanim/raw/layout.py). One job per speaker, never one per video.
 
 
-def grid_cli_args():
-    """The download options every GRID job passes on."""
-    grid, dl = config["datasets"]["grid"], config["download"]
-    words = ["--base-url", grid["base_url"]] + (["--record-url", grid["record_url"]] if grid.get("record_url") else [])
-    words += ["--downloads", f"{DATA}/downloads/grid", "--retries", dl["retries"], "--backoff", dl["backoff_s"],
-              "--timeout", dl["timeout_s"]] + ([] if grid.get("verify", True) else ["--no-verify"])
-    return shell_args(*words)
-
-
 rule grid_shared_archive:
     """One of GRID's archives that hold every speaker: alignments.zip, or audio_25k.zip (2.6 GB,
     fetched only when datasets.grid.audio_source is "archive")."""
@@ -40,7 +31,7 @@ rule grid_speaker:
     params:
         args=grid_cli_args(),
         audio=config["datasets"]["grid"].get("audio_source", "video"),
-        out=f"{DATA}/raw/grid",
+        out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),  # <data>/raw/grid
     log:
         f"{LOGS}/raw/grid/{{speaker}}.log",
     resources:
@@ -60,7 +51,7 @@ rule synthgrid_speaker:
     params:
         utterances=config["datasets"]["synthgrid"]["utterances"],
         seed=config["datasets"]["synthgrid"]["seed"],
-        out=f"{DATA}/raw/synthgrid",
+        out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),  # <data>/raw/synthgrid
     log:
         f"{LOGS}/raw/synthgrid/{{speaker}}.log",
     resources:
@@ -78,9 +69,9 @@ rule synthgrid_samples:
     input:
         lambda wildcards: raw_manifests("synthgrid"),
     output:
-        f"{RESULTS}/synthgrid/samples.png",
+        report(f"{RESULTS}/synthgrid/samples.png", caption="../report/samples.rst", category="Data"),
     params:
-        raw=f"{DATA}/raw/synthgrid",
+        raw=lambda wc, input: os.path.dirname(os.path.dirname(input[0])),  # <data>/raw/synthgrid
     log:
         f"{LOGS}/raw/synthgrid/samples.log",
     conda:
@@ -95,7 +86,7 @@ rule tcdtimit_speaker:
         f"{DATA}/raw/tcdtimit/{{speaker}}/manifest.tsv",
     params:
         source=config["datasets"]["tcdtimit"]["source_dir"],
-        out=f"{DATA}/raw/tcdtimit",
+        out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),  # <data>/raw/tcdtimit
     log:
         f"{LOGS}/raw/tcdtimit/{{speaker}}.log",
     resources:

@@ -10,14 +10,19 @@ rule train:
     output:
         f"{RESULTS}/{{run}}/models/{{variant}}/generator.pt",
         f"{RESULTS}/{{run}}/models/{{variant}}/history.csv",
-        f"{RESULTS}/{{run}}/models/{{variant}}/losses.png",
+        report(f"{RESULTS}/{{run}}/models/{{variant}}/losses.png", caption="../report/losses.rst", category="Training",
+               subcategory="{run}", labels={"run": "{run}", "variant": "{variant}"}),
+        # every epoch's checkpoint, for the learning curves (training.keep_epochs)
+        [directory(f"{RESULTS}/{{run}}/models/{{variant}}/epochs")] if config["training"].get("keep_epochs") else [],
     wildcard_constraints:
         variant="l1|l1_advimg|full|static",
     params:
         dataset=lambda wc: dataset_of(wc.run),
         out=lambda wc: f"{RESULTS}/{wc.run}/models/{wc.variant}",
         model=model_json,
-        training=lambda wc: json.dumps(dict(config["training"], seed=seed_of(wc.run)), sort_keys=True),
+        # what changes the result; num_workers (data-loader processes) does not, and goes in as a resource
+        training=lambda wc: json.dumps({k: v for k, v in dict(config["training"], seed=seed_of(wc.run)).items()
+                                        if k != "num_workers"}, sort_keys=True),
     log:
         f"{LOGS}/train/{{run}}/{{variant}}.log",
     benchmark:
@@ -27,12 +32,14 @@ rule train:
         mem_mb=16000,
         runtime=2880,
         gpu=1,
+        num_workers=config["training"].get("num_workers", 4),
     conda:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m speechanim.train --dataset {params.dataset} --variant {wildcards.variant}"
         " --train {input.train:q} --val {input.val:q} --out {params.out:q}"
-        " --model {params.model:q} --training {params.training:q} 2> {log:q}"
+        " --model {params.model:q} --training {params.training:q} --num-workers {resources.num_workers}"
+        " --no-progress 2> {log:q}"
 
 
 rule lipreader:
@@ -41,7 +48,8 @@ rule lipreader:
         train=lambda wc: packed(wc.dataset, "train"),
         val=lambda wc: packed(wc.dataset, "val"),
     output:
-        f"{RESULTS}/{{dataset}}/lipreader.pt",
+        model=f"{RESULTS}/{{dataset}}/lipreader.pt",
+        history=f"{RESULTS}/{{dataset}}/lipreader.csv",
     params:
         cfg=json.dumps(config["lipreader"], sort_keys=True),
     log:
@@ -57,7 +65,7 @@ rule lipreader:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m speechanim.lipreader train --train {input.train:q} --val {input.val:q}"
-        " --out {output:q} --config {params.cfg:q} 2> {log:q}"
+        " --out {output.model:q} --config {params.cfg:q} 2> {log:q}"
 
 
 rule syncnet:
@@ -66,7 +74,8 @@ rule syncnet:
         train=lambda wc: packed(wc.dataset, "train"),
         val=lambda wc: packed(wc.dataset, "val"),
     output:
-        f"{RESULTS}/{{dataset}}/syncnet.pt",
+        model=f"{RESULTS}/{{dataset}}/syncnet.pt",
+        history=f"{RESULTS}/{{dataset}}/syncnet.csv",
     params:
         cfg=json.dumps(config["syncnet"], sort_keys=True),
     log:
@@ -82,4 +91,4 @@ rule syncnet:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m speechanim.syncnet train --train {input.train:q} --val {input.val:q}"
-        " --out {output:q} --config {params.cfg:q} 2> {log:q}"
+        " --out {output.model:q} --config {params.cfg:q} 2> {log:q}"

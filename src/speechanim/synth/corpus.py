@@ -301,7 +301,7 @@ def build_speaker(speaker: str, out: str | os.PathLike, n_utterances: int = 50, 
     max_candidates = min(N_SENTENCES, 4 * n_utterances + 20)
     candidate = 0
     started = _cpu_seconds()
-    bar = tqdm(total=n_utterances, desc=f"synthgrid {speaker}", unit="clip", disable=not progress)
+    bar = tqdm(total=n_utterances, desc=f"synthgrid {speaker}", unit="clip", disable=None if progress else True)
     with bar:
         while len(made) < n_utterances:
             if candidate >= max_candidates:

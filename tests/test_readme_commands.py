@@ -1,0 +1,110 @@
+"""Every command in the README's shell blocks is run (the quick ones) or dry-run (the DAG, cluster and
+install ones) here, so a command that no longer works fails the suite. A new command must be given a
+way to be checked in HOW (the first test fails otherwise)."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import skimage.io
+
+from speechanim.media import read_audio, read_video, write_wav
+from tiny_generator import tiny_generator_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def readme_commands() -> list[str]:
+    """The commands of the README's ```sh blocks (comments and blank lines dropped)."""
+    text = (REPO / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```(?:sh|bash|shell)\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def run(args: list[str], cwd: Path = REPO, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+
+
+def dry_run_snakemake(command: str, tmp_path: Path) -> None:
+    args = shlex.split(command)
+    res = run([sys.executable, "-m", "snakemake", "-n", *args[1:]])
+    assert res.returncode == 0, f"{command}: {res.stderr[-3000:]}"
+    assert "Job stats" in res.stdout + res.stderr or "Nothing to be done" in res.stdout + res.stderr, command
+
+
+def make_dry_run(command: str, tmp_path: Path) -> None:
+    target = shlex.split(command)[1]
+    res = run(["make", "-n", target])
+    assert res.returncode == 0 and res.stdout.strip(), f"{command}: {res.stderr}"
+    if target == "table3":  # and the DAG it would run
+        dry_run_snakemake("snakemake --cores 8", tmp_path)
+
+
+def animate(command: str, tmp_path: Path) -> None:
+    """The command as written, with its file names pointing at a real GRID face and speech and a tiny checkpoint."""
+    grid = REPO.parent / "shared" / "data" / "grid-mini" / "bbaf2n.mpg"
+    frames, _ = read_video(grid)
+    skimage.io.imsave(tmp_path / "face.jpg", frames[0], check_contrast=False)
+    write_wav(tmp_path / "speech.wav", read_audio(grid, 16000)[:16000], 16000)
+    args = shlex.split(command)
+    checkpoint = args[args.index("--checkpoint") + 1]
+    tiny_generator_checkpoint(tmp_path / checkpoint, (64, 48), 16000)
+    res = run([str(BIN / "speechanim"), *args[1:], "--no-progress"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / args[args.index("-o") + 1]).stat().st_size > 0
+
+
+def venv(command: str, tmp_path: Path) -> None:
+    res = run(["bash", "-c", f"{command} && python -c 'import sys; print(sys.prefix)'"], cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.strip() == str(tmp_path / ".venv"), res.stderr
+
+
+def pip_install(command: str, tmp_path: Path) -> None:
+    """Dry: the extras it names are the package's (installing needs the network)."""
+    extras = re.search(r"\.\[([\w,]+)\]", command).group(1).split(",")
+    provided = importlib.metadata.metadata("speechanim").get_all("Provides-Extra")
+    assert set(extras) <= set(provided), (extras, provided)
+
+
+def pytest_collect(command: str, tmp_path: Path) -> None:
+    """Dry: the suite collects (running it here would run this test again)."""
+    res = run([sys.executable, "-m", "pytest", "--collect-only", "-q"], timeout=600)
+    assert res.returncode == 0 and " tests collected" in res.stdout, res.stdout[-2000:]
+
+
+HOW = [
+    (r"make (table3|test|report|dag)$", make_dry_run),
+    (r"speechanim animate ", animate),
+    (r"python3\.11 -m venv \.venv && \. \.venv/bin/activate$", venv),
+    (r"pip install -e '\.\[[\w,]+\]'$", pip_install),
+    (r"snakemake ", dry_run_snakemake),
+    (r"python -m pytest$", pytest_collect),
+]
+
+
+def how(command: str):
+    return next((f for pattern, f in HOW if re.match(pattern, command)), None)
+
+
+def test_every_readme_command_has_a_check():
+    commands = readme_commands()
+    assert len(commands) >= 8
+    assert [c for c in commands if how(c) is None] == []
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_works(command, tmp_path):
+    how(command)(command, tmp_path)
