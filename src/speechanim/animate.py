@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import subprocess
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -45,8 +43,7 @@ from .align import AlignConfig, align_image
 from .audio import frame_audio, normalise, samples_per_frame
 from .checkpoint import load_generator
 from .generate import clip_noise, pick_device, to_uint8
-from .media import SUFFIXES, MediaError, ffmpeg_exe, read_audio, write_video
-from .models import GeneratorState
+from .media import SUFFIXES, MediaError, audio_rate, read_audio, write_video
 from .packing import to_unit_range
 
 __all__ = ["FPS", "CHUNK_FRAMES", "ImageError", "Animator", "read_image", "as_rgb_uint8", "resample", "audio_rate",
@@ -143,13 +140,6 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
 
 
-def audio_rate(path: PathLike) -> int | None:
-    """The sample rate of a file's first audio track, read from ``ffmpeg -i`` (None if not shown)."""
-    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True)
-    match = re.search(r"Stream #\S+.*?: Audio: .*?(\d+) Hz", res.stderr.decode("utf-8", "replace"))
-    return int(match.group(1)) if match else None
-
-
 # --------------------------------------------------------------------------------------------------
 # The animator
 
@@ -169,7 +159,7 @@ class Animator:
         self.generator, payload = load_generator(self.checkpoint, map_location=self.device, trust=trust_checkpoint)
         self.cfg = self.generator.cfg
         self.variant = str(payload.get("variant", ""))
-        self.fps = FPS
+        self.fps = float(payload.get("fps", FPS))  # the frame rate it was trained at (older checkpoints: 25)
         # the alignment of the training data, at the model's crop size
         self.align_config = AlignConfig(size=tuple(self.cfg.image_size))
 
@@ -242,12 +232,9 @@ class Animator:
         with tqdm(total=n_frames, unit="frame", desc="animate", disable=not show) as bar:
             for a in range(0, n_frames, chunk_frames):
                 b = min(n_frames, a + chunk_frames)
-                # the generator's whole-clip pass (Generator.forward), its GRU states carried across chunks
-                z_c, h_c = g.context_encoder(audio_t[:, a:b], state.context)
-                z_n, h_n = g.noise_generator(noise[:, a:b], state.noise)
-                state = GeneratorState(h_c, h_n)
-                frames = g._decode(identity, z_c, z_n)
-                out[a:b] = to_uint8(frames).permute(0, 2, 3, 1).cpu().numpy()
+                # the generator's whole-clip pass, its GRU states carried across chunks
+                frames, state = g.run(identity, audio_t[:, a:b], noise[:, a:b], state)
+                out[a:b] = to_uint8(frames[0]).permute(0, 2, 3, 1).cpu().numpy()
                 bar.update(b - a)
         return out
 

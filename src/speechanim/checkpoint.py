@@ -7,6 +7,7 @@ A training checkpoint holds (keys of the dict):
 * ``variant``       ``l1`` | ``l1_advimg`` | ``full`` | ``static``
 * ``dataset``       the dataset it was trained on
 * ``epoch``         the last finished epoch (0 before the first)
+* ``fps``           the frame rate of the clips it was trained on (the authors' ``video_rate``)
 * ``generator``, ``frame_discriminator``, ``sequence_discriminator``: state dicts (absent when the
   variant has no such network)
 * ``optimisers``    a dict of optimiser state dicts, ``schedulers`` likewise
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 
+from .fileio import atomic_path
 from .models import Generator, ModelConfig
 
 
@@ -41,13 +43,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` through a temporary file renamed on success (never a half file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -51,6 +51,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from .fileio import atomic_open, write_text_atomic
 from .packing import clip_keys
 
 
@@ -156,7 +157,8 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
              frame_step: int = 1, max_clips: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Score one method (``generated_path``), a control (``control``) or the ground truth (neither)
     on a packed test file."""
-    from .lipreader import LipReader, wer
+    from .lipreader import LipReader
+    from .metrics.wer import wer
 
     if frame_step < 1:
         raise EvaluationError(f"frame_step must be >= 1, got {frame_step}")
@@ -262,18 +264,13 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
 
 def write_results(result: dict[str, Any], out: str | os.PathLike) -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     rows = result["clips"]
     columns = list(dict.fromkeys(c for r in rows for c in r))
-    tmp = out.with_name(f".{out.stem}.csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(out.with_suffix(".csv")) as f:
         w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, out.with_suffix(".csv"))
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result["summary"], indent=2) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(result["summary"], indent=2) + "\n")
     return out
 
 

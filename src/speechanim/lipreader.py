@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import sys
@@ -53,6 +52,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tqdm import tqdm
 
+from .fileio import atomic_open
+from .metrics.wer import cer, edit_distance, normalise_text, wer  # noqa: F401  (re-exported: the lipreader's API)
 from . import gridformat
 from .align import load_template
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -106,15 +107,6 @@ class LipReaderError(ValueError):
 # --------------------------------------------------------------------------------------------
 # Text, decoding and error rates
 # --------------------------------------------------------------------------------------------
-
-
-def normalise_text(text: str) -> str:
-    """Lower case, apostrophes dropped (``don't`` -> ``dont``), every other character outside
-    ``a-z`` turned into a space, runs of spaces merged, ends stripped."""
-    out = []
-    for c in text.lower().replace("'", "").replace("\u2019", ""):
-        out.append(c if "a" <= c <= "z" else " ")
-    return " ".join("".join(out).split())
 
 
 def encode_text(text: str) -> list[int]:
@@ -219,46 +211,6 @@ def decode(scores: Tensor | np.ndarray, decoder: str = "greedy") -> str:
 def _is_grid_sentence(text: str) -> bool:
     words = normalise_text(text).split()
     return len(words) == len(GRID_SLOTS) and all(w in slot for w, slot in zip(words, GRID_SLOTS))
-
-
-def edit_distance(reference: Sequence, hypothesis: Sequence) -> int:
-    """Levenshtein distance: the fewest substitutions, deletions and insertions that turn
-    ``reference`` into ``hypothesis`` (sequences of words, characters, anything comparable)."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, start=1):
-        current = [i] + [0] * len(hypothesis)
-        for j, h in enumerate(hypothesis, start=1):
-            current[j] = min(previous[j] + 1,  # deletion of r
-                             current[j - 1] + 1,  # insertion of h
-                             previous[j - 1] + (r != h))  # substitution (or match)
-        previous = current
-    return previous[-1]
-
-
-def _error_rate(references: Sequence[str], hypotheses: Sequence[str], unit) -> float:
-    if isinstance(references, str) or isinstance(hypotheses, str):
-        raise TypeError("references and hypotheses must be sequences of sentences, not one string")
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    errors = total = 0
-    for ref, hyp in zip(references, hypotheses):
-        r, h = unit(normalise_text(ref)), unit(normalise_text(hyp))
-        errors += edit_distance(r, h)
-        total += len(r)
-    if total == 0:
-        raise ValueError("the references hold no words: the error rate is undefined")
-    return errors / total
-
-
-def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Word error rate over a corpus: word edit distances summed over the sentence pairs, divided
-    by the number of reference words (texts are normalised first, :func:`normalise_text`)."""
-    return _error_rate(references, hypotheses, str.split)
-
-
-def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Character error rate over a corpus (spaces count as characters)."""
-    return _error_rate(references, hypotheses, list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -658,12 +610,10 @@ def history_path(checkpoint: str | os.PathLike) -> Path:
 
 
 def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _ctc_loss(model: LipNet, crops: Sequence[Tensor], texts: Sequence[str], dev: torch.device) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,8 @@ import imageio_ffmpeg
 import numpy as np
 from scipy.io import wavfile
 
+from .fileio import atomic_open
+
 # ffmpeg's decoder messages at ``-v error`` that do not mean the input is damaged.
 _HARMLESS = ("Warning MVs not available",)
 
@@ -64,12 +66,23 @@ def _first_problem(stderr: bytes) -> str | None:
     return None
 
 
+def _ffmpeg_info(path: Path) -> str:
+    """What ``ffmpeg -i`` says about a file's streams (the probe this package uses: no ffprobe ships)."""
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True).stderr.decode(
+        "utf-8", "replace")
+
+
+def audio_rate(path: str | os.PathLike) -> int | None:
+    """The sample rate of a file's first audio track (None if it shows none)."""
+    match = re.search(r"Stream #\S+.*?: Audio: .*?(\d+) Hz", _ffmpeg_info(Path(path)))
+    return int(match.group(1)) if match else None
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Frame count, frame rate, size and audio stream of a video, without ffprobe."""
     path = Path(path)
     _check_exists(path)
-    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True)
-    text = res.stderr.decode("utf-8", "replace")
+    text = _ffmpeg_info(path)
     if "Invalid data found" in text or "Error opening input" in text:
         raise MediaError(f"{path}: not a video or audio file ffmpeg can read")
     video = re.search(r"Stream #\S+.*?: Video: .*?(\d{2,5})x(\d{2,5})", text)
@@ -161,12 +174,9 @@ def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:
     """Write mono float samples in ``[-1, 1]`` as 16-bit PCM WAV (atomically)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pcm = np.clip(np.round(np.asarray(samples, np.float64) * 32767.0), -32768, 32767).astype(np.int16)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         wavfile.write(f, int(sample_rate), pcm)
-    os.replace(tmp, path)
     return path
 
 

@@ -463,13 +463,22 @@ class Generator(nn.Module):
         The GRUs are causal, so padding at the end of a shorter clip does not change its frames.
         """
         b, t = audio.shape[:2]
-        identity = self.encode_identity(still)
         if noise is None:
             noise = self.sample_noise(b, t, audio.device, generator)
-        z_c, _ = self.context_encoder(audio)
-        z_n, _ = self.noise_generator(noise)
+        frames, _ = self.run(self.encode_identity(still), audio, noise)
+        return frames
+
+    def run(self, identity: IdentityCode, audio: Tensor, noise: Tensor,
+            state: GeneratorState | None = None) -> tuple[Tensor, GeneratorState]:
+        """The frames of ``T`` consecutive steps from ``state`` (None: the start of a clip): ``audio
+        (B, T, window)``, ``noise (B, T, noise_dim)`` -> ``frames (B, T, 3, H, W)`` and the state after
+        them. The whole-clip pass, a chunk of a long clip and one streamed frame are all this."""
+        b, t = audio.shape[:2]
+        state = state or GeneratorState(None, None)
+        z_c, h_c = self.context_encoder(audio, state.context)
+        z_n, h_n = self.noise_generator(noise, state.noise)
         frames = self._decode(identity, z_c, z_n)
-        return frames.view(b, t, *frames.shape[1:])
+        return frames.view(b, t, *frames.shape[1:]), GeneratorState(h_c, h_n)
 
     def step(self, identity: IdentityCode, audio_window: Tensor, state: GeneratorState,
              noise: Tensor | None = None, generator: torch.Generator | None = None) -> tuple[Tensor, GeneratorState]:
@@ -478,9 +487,8 @@ class Generator(nn.Module):
         b = audio_window.shape[0]
         if noise is None:
             noise = self._draw_noise(b, audio_window.device, generator)
-        z_c, h_c = self.context_encoder(audio_window[:, None], state.context)
-        z_n, h_n = self.noise_generator(noise[:, None], state.noise)
-        return self._decode(identity, z_c, z_n), GeneratorState(h_c, h_n)
+        frames, state = self.run(identity, audio_window[:, None], noise[:, None], state)
+        return frames[:, 0], state
 
     def _decode(self, identity: IdentityCode, z_c: Tensor, z_n: Tensor) -> Tensor:
         """Decode ``T`` frames per clip: z_c, z_n ``(B, T, .)`` -> ``(B * T, 3, H, W)``."""

@@ -1,27 +1,39 @@
-"""Command-line helpers shared by the training CLIs (lipreader, SyncNet): config overrides as JSON,
+"""Command-line helpers shared by the training CLIs (generator, lipreader, SyncNet): config overrides as JSON,
 the torch device, and atomic JSON results.  Errors are raised as the caller's error class, so each
 CLI reports them in its own words."""
 from __future__ import annotations
 
 import json
-import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .fileio import write_text_atomic
 
-def parse_overrides(text: str | None, config_cls, error: type[Exception]):
-    """``config_cls`` from a JSON object of field overrides (``--config``); the defaults when empty."""
+
+def parse_overrides(text: str | None, config_cls, error: type[Exception], option: str = "--config"):
+    """``config_cls`` from a JSON object of field overrides given as ``option`` (``--config``, ``--model``,
+    ``--training``); the defaults when empty. Unknown keys and bad values raise ``error`` naming them."""
     if not text:
         return config_cls()
     try:
         overrides = json.loads(text)
     except json.JSONDecodeError as e:
-        raise error(f"--config: not valid JSON ({e})") from e
+        raise error(f"{option}: not valid JSON ({e})") from e
     if not isinstance(overrides, dict):
-        raise error(f"--config: must be a JSON object of {config_cls.__name__} fields, got {type(overrides).__name__}")
-    return config_cls.from_overrides(overrides)
+        raise error(f"{option}: must be a JSON object of {config_cls.__name__} fields, got {type(overrides).__name__}")
+    if hasattr(config_cls, "from_overrides"):  # its own checks and messages (LipReaderConfig, SyncNetConfig)
+        return config_cls.from_overrides(overrides)
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise error(f"{option}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        return config_cls(**overrides)
+    except (TypeError, ValueError) as e:
+        raise error(f"{option}: {e}") from e
 
 
 def parse_device(name: str | None, error: type[Exception]) -> torch.device | None:
@@ -39,7 +51,4 @@ def parse_device(name: str | None, error: type[Exception]) -> torch.device | Non
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON, atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

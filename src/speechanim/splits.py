@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_open
+
 SPLITS = ("train", "val", "test")
 
 
@@ -48,14 +50,11 @@ def recommended_split(speakers: list[str], test_speakers: list[str], val_speaker
 
 def write_split(path: str | os.PathLike, split: dict[str, str]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path) as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["speaker", "split"])
         for speaker in sorted(split, key=lambda s: (SPLITS.index(split[s]), s)):
             w.writerow([speaker, split[speaker]])
-    os.replace(tmp, path)
     return path
 
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import sys
@@ -64,6 +63,7 @@ import torchaudio
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .fileio import atomic_open
 from .audio import fit_length
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .lipreader import LipReaderConfig, mouth_crops
@@ -505,12 +505,10 @@ def history_path(checkpoint: str | os.PathLike) -> Path:
 
 
 def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class _PairSampler:

@@ -24,7 +24,8 @@ Files under ``--out``:
 
 ``work/last.pt``   everything needed to resume (speechanim.checkpoint keys), rewritten atomically each epoch
 ``work/best.pt``   the same, at the best validation epoch so far
-``generator.pt``   a copy of ``work/best.pt`` when training ends (``load_generator`` reads it)
+``generator.pt``   a copy of ``work/best.pt`` when training ends (``load_generator`` reads it; it
+                   also records the training clips' frame rate, ``fps``, which ``Animator`` makes videos at)
 ``history.csv``    one row per epoch: losses, discriminator outputs, validation metrics, learning rates, seconds
 ``losses.png``     the curves of history.csv (refreshed at most once a minute, and at the end)
 ``epochs/epoch<k>.pt``  with ``keep_epochs``: each epoch's checkpoint, for learning curves (benchmarks/learning_curves.py)
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import random
@@ -66,6 +66,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
+from .fileio import atomic_open, atomic_path
+from .options import parse_overrides
 from .checkpoint import CheckpointError, load_checkpoint, model_config_dict, save_checkpoint
 from .losses import VARIANT_TERMS, Batch, GANLoss
 from .models import FrameDiscriminator, Generator, ModelConfig, SequenceDiscriminator, count_parameters, device
@@ -158,22 +160,7 @@ def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 def config_from_json(cls, text: str | None, option: str):
     """A dataclass from a JSON object of overrides; unknown keys and bad values are refused by name."""
-    if not text:
-        return cls()
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TrainingError(f"{option}: not valid JSON ({e})") from e
-    if not isinstance(overrides, dict):
-        raise TrainingError(f"{option}: expected a JSON object of settings, got {type(overrides).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TrainingError(f"{option}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    try:
-        return cls(**overrides)
-    except (TypeError, ValueError) as e:
-        raise TrainingError(f"{option}: {e}") from e
+    return parse_overrides(text, cls, TrainingError, option)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,8 +249,8 @@ def build_optimisers(nets: dict[str, nn.Module], cfg: TrainConfig):
     return opts, scheds
 
 
-def check_packed(path: Path, model_cfg: ModelConfig, role: str) -> int:
-    """Refuse a packed file that is missing, empty, or made for another image size or sample rate."""
+def check_packed(path: Path, model_cfg: ModelConfig, role: str) -> float:
+    """Refuse a packed file that is missing, empty, or made for another image size or sample rate; its frame rate."""
     if not path.is_file():
         raise TrainingError(f"{path}: no such file ({role} set)")
     try:
@@ -272,7 +259,7 @@ def check_packed(path: Path, model_cfg: ModelConfig, role: str) -> int:
             if not keys:
                 raise TrainingError(f"{path}: holds no clips ({role} set)")
             g = h5[keys[0]]
-            size, rate = tuple(g["frames"].shape[2:]), int(g.attrs["sample_rate"])
+            size, rate, fps = tuple(g["frames"].shape[2:]), int(g.attrs["sample_rate"]), float(g.attrs["fps"])
     except (OSError, KeyError) as e:
         raise TrainingError(f"{path}: not a packed clip file ({type(e).__name__}: {e})") from e
     if size != tuple(model_cfg.image_size):
@@ -281,7 +268,7 @@ def check_packed(path: Path, model_cfg: ModelConfig, role: str) -> int:
     if rate != model_cfg.sample_rate:
         raise TrainingError(f"{path}: audio is at {rate} Hz but the model is configured for "
                             f"{model_cfg.sample_rate} Hz (--model sample_rate)")
-    return len(keys)
+    return fps
 
 
 def pad_clips(items: list[dict]) -> dict[str, Any]:
@@ -369,13 +356,11 @@ HISTORY_COLUMNS = ["epoch", "steps", "g_total", "g_l1", "g_adv_img", "g_adv_seq"
 
 
 def write_history(history: list[dict], out: Path) -> None:
-    tmp = out / ".history.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(out / "history.csv") as f:
         w = csv.DictWriter(f, HISTORY_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for row in history:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, out / "history.csv")
 
 
 def plot_history(history: list[dict], out: Path, title: str) -> None:
@@ -407,16 +392,14 @@ def plot_history(history: list[dict], out: Path, title: str) -> None:
     fig.legend(loc="upper center", ncol=8, fontsize="small")
     fig.suptitle(title, y=0.02, fontsize="small")
     fig.tight_layout(rect=(0, 0.04, 1, 0.9))
-    tmp = out / ".losses.png.tmp"
-    fig.savefig(tmp, dpi=100, format="png")
+    with atomic_path(out / "losses.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, out / "losses.png")
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 DISCRIMINATORS = ("frame_discriminator", "sequence_discriminator")
@@ -517,7 +500,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
 
     mcfg = variant_model_config(variant, mcfg)
     work, last_path, best_path = out / "work", out / "work" / "last.pt", out / "work" / "best.pt"
-    check_packed(train_path, mcfg, "training")
+    fps = check_packed(train_path, mcfg, "training")  # stored in the checkpoints (the authors' video_rate)
     check_packed(val_path, mcfg, "validation")
     if tcfg.batch_size % d.world:
         raise TrainingError(f"batch_size {tcfg.batch_size} does not split evenly over {d.world} processes")
@@ -595,7 +578,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
     better = (lambda a, b: a > b) if VAL_METRICS[tcfg.val_metric] == "max" else (lambda a, b: a < b)
 
     def payload(rngs: list[dict]) -> dict[str, Any]:
-        return {**identity, "train_config": train_config_dict(tcfg), "epoch": epoch,
+        return {**identity, "fps": fps, "train_config": train_config_dict(tcfg), "epoch": epoch,
                 **{n: unwrap(m).state_dict() for n, m in nets.items()},
                 "optimisers": {n: o.state_dict() for n, o in opts.items()},
                 "schedulers": {n: s.state_dict() for n, s in scheds.items()},

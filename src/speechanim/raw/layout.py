@@ -16,9 +16,10 @@ Clips the raw stage could not use are listed in ``skipped.tsv`` beside it with t
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from ..fileio import write_text_atomic
 
 MANIFEST = "manifest.tsv"
 SKIPPED = "skipped.tsv"
@@ -36,11 +37,7 @@ class Utterance:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def _tsv(header: list[str], rows: list[list[str]]) -> str:

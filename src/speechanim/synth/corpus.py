@@ -68,6 +68,8 @@ from speechanim.synth.face import FaceIdentity, random_identity, render_frames, 
 from speechanim.synth.motion import Motion, MotionStyle, motion_tracks, random_style
 from speechanim.synth.visemes import PARAMETERS, mouth_track
 
+from ..fileio import atomic_path, write_bytes_atomic
+
 log = logging.getLogger("speechanim.synth.corpus")
 
 #: GRID's frame size (W x H) and rate; a clip is 3 s (75 frames).
@@ -263,9 +265,7 @@ def _npz_bytes(clip: Clip, *, seed: int, speaker: str, candidate: int, config: C
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 def read_parameters(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
@@ -411,11 +411,9 @@ def samples_figure(root: str | os.PathLike, out: str | os.PathLike, n_speakers: 
     fig.suptitle("synthgrid: synthetic GRID-format corpus (NOT GRID)", fontsize=9)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.4 / fig_h))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 
