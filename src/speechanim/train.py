@@ -444,6 +444,28 @@ def train_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer
     return {**parts, **g_parts}
 
 
+def train_epoch(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], criterion: GANLoss,
+                batches: Iterator[dict], steps: int, d: Dist, *, check, progress: bool, desc: str) -> dict[str, float]:
+    """``steps`` training steps on ``batches``; the mean of each loss over the steps (and the processes)."""
+    for net in nets.values():
+        net.train()
+    sums: dict[str, Tensor] = {}
+    bar = tqdm(range(steps), desc=desc, disable=None if (progress and d.main) else True, leave=False, dynamic_ncols=True)
+    for step in bar:
+        b = next(batches)
+        batch = Batch(*(b[k].to(d.device, non_blocking=True) for k in ("still", "frames", "audio")))
+        parts = train_step(nets, opts, criterion, batch, check=partial(check, step=step))
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v.double()
+        if step % 10 == 0:
+            bar.set_postfix({k: f"{v.item():.3g}" for k, v in parts.items() if k in ("g_l1", "d_img", "d_seq")})
+    bar.close()
+    batches.close()  # ends the loader's pass (and its worker processes)
+    names = sorted(sums)
+    means = (reduce_sum(torch.stack([sums[k] for k in names]), d) / (steps * d.world)).tolist()
+    return dict(zip(names, means))
+
+
 # ----------------------------------------------------------------------------------------------
 # Validation
 
@@ -492,6 +514,62 @@ def train(*, dataset: str, variant: str, train_path: str | os.PathLike, val_path
             dist.destroy_process_group()
 
 
+def make_loaders(d: Dist, train_path: Path, val_path: Path, mcfg: ModelConfig, tcfg: TrainConfig, per_rank: int):
+    """Training windows (shuffled; split over the processes) and the validation clips (``val_clips``
+    spread evenly over the file): ``(train_ds, sampler, loader, val_loader, n_val)``."""
+    train_ds = TrainingWindows(train_path, tcfg.n_frames, window_s=mcfg.audio_window_s)
+    if len(train_ds) < tcfg.batch_size:
+        raise TrainingError(f"{train_path}: {len(train_ds)} clips of at least {tcfg.n_frames} frames, fewer than "
+                            f"one batch of {tcfg.batch_size}")
+    val_ds = WholeClips(val_path, window_s=mcfg.audio_window_s)
+    n_val = len(val_ds) if tcfg.val_clips is None else min(tcfg.val_clips, len(val_ds))
+    val_idx = np.unique(np.linspace(0, len(val_ds) - 1, n_val).round().astype(int))[d.rank::d.world].tolist()
+    cuda = d.device.type == "cuda"
+    sampler = DistributedSampler(train_ds, d.world, d.rank, shuffle=True, seed=tcfg.seed, drop_last=True) \
+        if d.world > 1 else None
+    loader = DataLoader(train_ds, per_rank, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        num_workers=tcfg.num_workers, worker_init_fn=worker_init, pin_memory=cuda)
+    val_loader = DataLoader(Subset(val_ds, val_idx), tcfg.val_batch_size, collate_fn=pad_clips,
+                            num_workers=min(tcfg.num_workers, 2), pin_memory=cuda)
+    return train_ds, sampler, loader, val_loader, n_val
+
+
+def resume(last_path: Path, best_path: Path, identity: dict, nets: dict, opts: dict, scheds: dict, d: Dist,
+           tcfg: TrainConfig, log) -> tuple[int, list[dict], dict]:
+    """Load ``last_path`` into the networks, optimisers, schedulers and random streams when it was written
+    with the same settings (``identity``); ``(epoch, history, best)`` to go on from (a fresh start otherwise)."""
+    fresh = 0, [], {"metric": tcfg.val_metric, "value": None, "epoch": 0}
+    if not last_path.is_file():
+        return fresh
+    try:
+        saved = load_checkpoint(last_path, d.device)
+    except CheckpointError as e:
+        log(f"cannot read {last_path} ({e}); starting over")
+        return fresh
+    theirs = {"model_config": saved.get("model_config"), "variant": saved.get("variant"), "dataset": saved.get("dataset"),
+              "train_config": {k: v for k, v in (saved.get("train_config") or {}).items() if k not in RESUME_MAY_CHANGE}}
+    if theirs != identity:
+        log(f"{last_path} was written with other settings ({', '.join(differences(identity, theirs))} differ): "
+            "starting over")
+        if d.main:
+            best_path.unlink(missing_ok=True)
+        return fresh
+    for name, net in nets.items():
+        net.load_state_dict(saved[name])
+    for name in opts:
+        opts[name].load_state_dict(saved["optimisers"][name])
+        scheds[name].load_state_dict(saved["schedulers"][name])
+    epoch, history, best = saved["epoch"], saved["history"], saved["best"]
+    if len(saved["rng"]) == d.world:
+        set_rng_state(saved["rng"][d.rank])
+    else:
+        seed_everything(tcfg.seed + 1_000_003 * d.rank + epoch)
+        log(f"the checkpoint was written by {len(saved['rng'])} processes, this run has {d.world}: "
+            "random streams reseeded")
+    log(f"resumed at epoch {epoch} from {last_path} (best {best['metric']} {best['value']} at epoch {best['epoch']})")
+    return epoch, history, best
+
+
 def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path, out: Path,
            mcfg: ModelConfig, tcfg: TrainConfig, progress: bool) -> dict[str, Any]:
     def log(msg: str) -> None:
@@ -507,21 +585,9 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
     per_rank = tcfg.batch_size // d.world
 
     # --- data
-    train_ds = TrainingWindows(train_path, tcfg.n_frames, window_s=mcfg.audio_window_s)
-    if len(train_ds) < tcfg.batch_size:
-        raise TrainingError(f"{train_path}: {len(train_ds)} clips of at least {tcfg.n_frames} frames, fewer than "
-                            f"one batch of {tcfg.batch_size}")
-    val_ds = WholeClips(val_path, window_s=mcfg.audio_window_s)
-    n_val = len(val_ds) if tcfg.val_clips is None else min(tcfg.val_clips, len(val_ds))
-    val_idx = np.unique(np.linspace(0, len(val_ds) - 1, n_val).round().astype(int))[d.rank::d.world].tolist()
-    cuda = d.device.type == "cuda"
-    sampler = DistributedSampler(train_ds, d.world, d.rank, shuffle=True, seed=tcfg.seed, drop_last=True) \
-        if d.world > 1 else None
-    loader = DataLoader(train_ds, per_rank, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        num_workers=tcfg.num_workers, worker_init_fn=worker_init, pin_memory=cuda)
-    val_loader = DataLoader(Subset(val_ds, val_idx), tcfg.val_batch_size, collate_fn=pad_clips,
-                            num_workers=min(tcfg.num_workers, 2), pin_memory=cuda)
+    train_ds, sampler, loader, val_loader, n_val = make_loaders(d, train_path, val_path, mcfg, tcfg, per_rank)
     steps = tcfg.steps_per_epoch or len(loader)
+    cuda = d.device.type == "cuda"
 
     # --- networks, optimisers, and a checkpoint to resume from
     seed_everything(tcfg.seed + 1_000_003 * d.rank)
@@ -529,38 +595,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
     opts, scheds = build_optimisers(nets, tcfg)  # a loaded optimiser state follows its parameters' device
     identity = {"model_config": model_config_dict(mcfg), "variant": variant, "dataset": dataset,
                 "train_config": {k: v for k, v in train_config_dict(tcfg).items() if k not in RESUME_MAY_CHANGE}}
-    epoch, history, best = 0, [], {"metric": tcfg.val_metric, "value": None, "epoch": 0}
-    if last_path.is_file():
-        try:
-            saved = load_checkpoint(last_path, d.device)
-        except CheckpointError as e:
-            saved = None
-            log(f"cannot read {last_path} ({e}); starting over")
-        if saved is not None:
-            theirs = {"model_config": saved.get("model_config"), "variant": saved.get("variant"),
-                      "dataset": saved.get("dataset"),
-                      "train_config": {k: v for k, v in (saved.get("train_config") or {}).items()
-                                       if k not in RESUME_MAY_CHANGE}}
-            if theirs == identity:
-                for name, net in nets.items():
-                    net.load_state_dict(saved[name])
-                for name in opts:
-                    opts[name].load_state_dict(saved["optimisers"][name])
-                    scheds[name].load_state_dict(saved["schedulers"][name])
-                epoch, history, best = saved["epoch"], saved["history"], saved["best"]
-                if len(saved["rng"]) == d.world:
-                    set_rng_state(saved["rng"][d.rank])
-                else:
-                    seed_everything(tcfg.seed + 1_000_003 * d.rank + epoch)
-                    log(f"the checkpoint was written by {len(saved['rng'])} processes, this run has {d.world}: "
-                        "random streams reseeded")
-                log(f"resumed at epoch {epoch} from {last_path} (best {best['metric']} {best['value']} "
-                    f"at epoch {best['epoch']})")
-            else:
-                changed = differences(identity, theirs)
-                log(f"{last_path} was written with other settings ({', '.join(changed)} differ): starting over")
-                if d.main:
-                    best_path.unlink(missing_ok=True)
+    epoch, history, best = resume(last_path, best_path, identity, nets, opts, scheds, d, tcfg, log)
     if epoch == 0:
         log("parameters: " + ", ".join(f"{n} {count_parameters(m):,}" for n, m in nets.items())
             + f"; {len(train_ds)} training clips, {n_val} validation clips, {steps} steps of {tcfg.batch_size} "
@@ -599,25 +634,9 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
     while epoch < tcfg.max_epochs and epoch - best["epoch"] < tcfg.patience:
         t0 = time.time()
         lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in opts.items()}
-        for net in nets.values():
-            net.train()
-        sums: dict[str, Tensor] = {}
-        batches = cycle(loader, sampler, epoch)
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=None if (progress and d.main) else True, leave=False,
-                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)  # a log file: sparse
-        for step in bar:
-            b = next(batches)
-            batch = Batch(*(b[k].to(d.device, non_blocking=True) for k in ("still", "frames", "audio")))
-            parts = train_step(nets, opts, criterion, batch, check=partial(finite_or_stop, step=step))
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v.double()
-            if step % 10 == 0:
-                bar.set_postfix({k: f"{v.item():.3g}" for k, v in parts.items() if k in ("g_l1", "d_img", "d_seq")})
-        bar.close()
-        batches.close()  # ends the loader's pass (and its worker processes)
-        names = sorted(sums)
-        means = (reduce_sum(torch.stack([sums[k] for k in names]), d) / (steps * d.world)).tolist()
-        row: dict[str, Any] = {"epoch": epoch + 1, "steps": steps, **dict(zip(names, means))}
+        means = train_epoch(nets, opts, criterion, cycle(loader, sampler, epoch), steps, d,
+                            check=finite_or_stop, progress=progress, desc=f"epoch {epoch + 1}")
+        row: dict[str, Any] = {"epoch": epoch + 1, "steps": steps, **means}
         check_replicas(nets, d)
 
         row.update(validate(unwrap(G), val_loader, d, tcfg.seed))
