@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -148,6 +149,28 @@ def test_the_dag_stops_before_any_job_and_nested_config_values_are_accepted(base
     good = run_snakemake(tmp_path, "-p", "--config", "preprocess={image_size: [128, 96], mirror_train: false}")
     assert good.returncode == 0, good.stderr[-2000:]
     assert "--size 128 96" in good.stdout and "--sample-rate 16000" in good.stdout  # merged into the file's section
+
+
+# ------------------------------------------------------------------ 4. paths with spaces (run for real: test_dag.py)
+
+
+def test_every_rule_quotes_its_paths(base_config, tmp_path):
+    """Dry run with data, results and logs in folders named with a space and a quote: every path in every
+    printed command is quoted (tests/test_dag.py runs the whole tiny DAG in such folders)."""
+    config = dict(copy.deepcopy(base_config), data_dir="my data", results_dir="Bob's results", logs_dir="the logs")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    res = run_snakemake(tmp_path, "-p")
+    assert res.returncode == 0, res.stderr[-2000:]
+    commands = [line for line in res.stdout.splitlines() if "python -m speechanim" in line]
+    assert len(commands) > 40
+    seen = {"my data": 0, "Bob's results": 0, "the logs": 0}
+    for command in commands:
+        words = shlex.split(command)  # unquoted, the shell would split a path at its space or choke on the quote
+        for folder in seen:
+            if folder.split()[-1] + "/" in command:
+                assert any(folder in word for word in words), (folder, command)
+                seen[folder] += 1
+    assert seen["my data"] > 20 and seen["Bob's results"] > 20 and seen["the logs"] > 40, seen
 
 
 # ------------------------------------------------------------------ 5. manifests that lie
