@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/learning_curves.py --models results/synthgrid/models \\
         --val data/packed/synthgrid/val.h5 --syncnet results/synthgrid/syncnet.pt \\
-        [--variants l1 full static] [--clips 24] [--out docs/learning-curves.csv] [--plot docs/learning-curves.png]
+        [--variants l1 full static] [--clips 24] [--out docs/learning-curves.csv] [--plot docs/learning-curves.png] \\
+        [--every K] [--resume]
 
 Reads ``<models>/<variant>/epochs/epoch<k>.pt``, the checkpoints training keeps with
 ``keep_epochs: true`` (the evidence run, workflow/configs/evidence.yaml, sets it). For each one it
@@ -11,7 +12,8 @@ noise seed 0) and scores them as ``speechanim.evaluate`` does: PSNR over frames 
 mouth-opening correlation r (mediapipe lip points), LSE-C (the dataset's SyncNet), blinks per second.
 The same clips' still image repeated (the control every model must beat) and the real videos are
 scored once and written as rows with step 0 and variant ``still`` / ``real``. Prints the table and,
-per variant, the first step at which it passes the still image on PSNR, LMD and LSE-C.
+per variant, the first step at which it passes the still image on PSNR, LMD and LSE-C. The CSV is
+rewritten after every checkpoint; ``--resume`` keeps its rows and scores only the epochs it lacks.
 """
 from __future__ import annotations
 
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="score every k-th kept epoch (and the last)")
     ap.add_argument("--out", type=Path, default=Path("docs/learning-curves.csv"))
     ap.add_argument("--plot", type=Path, default=Path("docs/learning-curves.png"))
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows already in --out and score only the kept epochs it lacks")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -91,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = [dict(variant="still", epoch=0, step=0, **score([still_video(r["frames"]) for r in reals], reals, scorer)),
             dict(variant="real", epoch=0, step=0, **score([r["frames"] for r in reals], reals, scorer))]
     print(f"{len(items)} validation clips of {args.val}; still image: " + ", ".join(f"{k} {rows[0][k]:.4g}" for k in METRICS))
+    if args.resume and args.out.is_file():
+        with open(args.out, newline="") as f:
+            rows += [{k: (v if k == "variant" else int(v) if k in ("epoch", "step") else float(v)) for k, v in r.items()}
+                     for r in csv.DictReader(f) if r["variant"] not in ("still", "real")]
+    done = {(r["variant"], r["epoch"]) for r in rows}
     for variant in args.variants:
         kept = sorted((args.models / variant / "epochs").glob("epoch*.pt"))
         if not kept:
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         kept = [p for i, p in enumerate(kept) if i % args.every == args.every - 1 or p == kept[-1]]
         for path in kept:
+            if (variant, int(re.search(r"(\d+)", path.stem).group(1))) in done:
+                continue
             t0 = time.time()
             generator, _ = load_generator(path)
             payload = load_checkpoint(path)
@@ -112,16 +123,15 @@ def main(argv: list[str] | None = None) -> int:
                 videos += [f.numpy().transpose(0, 2, 3, 1) for f in out]
             row = dict(variant=variant, epoch=epoch, step=steps, **score(videos, reals, scorer))
             rows.append(row)
+            write_rows(rows, args.out)  # after each checkpoint: an interrupted run keeps what it scored
             print(f"{variant:7s} epoch {epoch:3d} step {steps:6d}: " + ", ".join(f"{k} {row[k]:.4g}" for k in METRICS)
                   + f" ({time.time() - t0:.0f} s)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["variant", "epoch", "step", *METRICS], lineterminator="\n")
-        w.writeheader()
-        w.writerows({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    order = ["still", "real", "l1", "l1_advimg", "full", "static"]
+    rows.sort(key=lambda r: (order.index(r["variant"]) if r["variant"] in order else len(order), r["epoch"]))
+    write_rows(rows, args.out)
     print(f"wrote {args.out}")
     still = rows[0]
-    for variant in args.variants:
+    for variant in dict.fromkeys(r["variant"] for r in rows if r["variant"] not in ("still", "real")):
         mine = [r for r in rows if r["variant"] == variant]
         if not mine:
             continue
@@ -134,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, args.plot)
     print(f"wrote {args.plot}")
     return 0
+
+
+def write_rows(rows: list[dict], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["variant", "epoch", "step", *METRICS], lineterminator="\n")
+        w.writeheader()
+        w.writerows({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
 
 
 def plot(rows: list[dict], out: Path) -> None:
