@@ -52,9 +52,8 @@ def coerce(value: Any, schema: dict | None) -> Any:
     schema = schema or {}
     if isinstance(value, dict):
         props = schema.get("properties")
-        for k, v in value.items():
-            value[k] = coerce(v, props.get(k) if props is not None else None) if props is not None or not schema \
-                else coerce(v, None)
+        for k, v in value.items():  # a free-form section (no properties): every leaf as its text reads
+            value[k] = coerce(v, props.get(k) if props is not None else None)
         return value
     if isinstance(value, list):
         items = schema.get("items") if isinstance(schema.get("items"), dict) else None
