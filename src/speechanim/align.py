@@ -204,6 +204,8 @@ class AlignConfig:
         authors' ``skimage.transform.warp``), ``replicate`` or ``reflect``.
     backend: ``cv2`` (``cv2.warpAffine``, the fast one) or ``skimage`` (``skimage.transform.warp``).
     min_confidence: mediapipe's face detection and tracking confidence.
+    stable_target: where the five :data:`STABLE_POINTS` go in the crop, ``((x, y), ...)`` in its
+        pixels; None: the canonical face's (an imported authors' model brings its own ``mean_face``).
     """
 
     size: tuple[int, int] = DEFAULT_SIZE
@@ -212,6 +214,7 @@ class AlignConfig:
     border: Border = "constant"
     backend: Literal["cv2", "skimage"] = "cv2"
     min_confidence: float = 0.5
+    stable_target: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 8:
@@ -226,6 +229,10 @@ class AlignConfig:
             raise ValueError(f"backend must be 'cv2' or 'skimage', got {self.backend!r}")
         if not 0.0 < self.min_confidence < 1.0:
             raise ValueError(f"min_confidence must be in (0, 1), got {self.min_confidence}")
+        if self.stable_target is not None:
+            target = np.asarray(self.stable_target, np.float64)
+            if target.shape != (len(STABLE_POINTS), 2) or not np.isfinite(target).all():
+                raise ValueError(f"stable_target must be {len(STABLE_POINTS)} finite (x, y) points, got shape {target.shape}")
 
 
 @dataclass(frozen=True)
@@ -475,9 +482,9 @@ def warp_frames(
 
 
 def _align(frames: np.ndarray, landmarks: np.ndarray, found: np.ndarray, cfg: AlignConfig, name: str) -> AlignedClip:
-    template = load_template(tuple(cfg.size))
+    target = load_template(tuple(cfg.size)).stable if cfg.stable_target is None else np.asarray(cfg.stable_target)
     stable = smooth_points(landmarks[:, list(STABLE_POINTS)], cfg.smooth_window)
-    transforms = estimate_transforms(stable, template.stable, clip=name)
+    transforms = estimate_transforms(stable, target, clip=name)
     crops = warp_frames(frames, transforms, cfg.size, border=cfg.border, backend=cfg.backend)
     return AlignedClip(frames=crops, landmarks=transform_points(transforms, landmarks), transforms=transforms, found=found.copy())
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterable, Iterator, Union
 
 import numpy as np
 import torch
@@ -40,11 +40,13 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from .align import AlignConfig, align_image
-from .audio import frame_audio, normalise, samples_per_frame
-from .checkpoint import load_generator
+from .audio import check_audible, frame_audio, normalise, samples_per_frame, window_samples
+from .checkpoint import CheckpointError, load_generator
 from .generate import clip_noise, pick_device, to_uint8
+from .inference import FastGenerator
 from .media import SUFFIXES, MediaError, audio_rate, read_audio, write_video
 from .packing import to_unit_range
+from .stream import AudioFramer, iter_chunks
 
 __all__ = ["FPS", "CHUNK_FRAMES", "ImageError", "Animator", "read_image", "as_rgb_uint8", "resample", "audio_rate",
            "animate_file"]
@@ -149,19 +151,31 @@ class Animator:
 
     ``device``: ``"cpu"``, ``"cuda"`` or None (CUDA when available). ``trust_checkpoint``: unpickle a
     checkpoint that holds more than weights and plain values (it could run code; refused otherwise,
-    see :mod:`speechanim.checkpoint`).
+    see :mod:`speechanim.checkpoint`). ``precision``: ``"fp32"`` (the trained weights' arithmetic;
+    frames equal the plain generator's up to float rounding) or ``"bf16"`` (the decoder in bfloat16,
+    about twice as fast on CPUs with AVX-512 BF16; frames within a few grey levels, see
+    ``benchmarks/bench_generator.py``). The decoder runs as :class:`speechanim.inference.FastGenerator`.
+
+    A checkpoint converted from the authors' files (``speechanim import-sda``) brings its own input
+    preparation, followed here: the photo aligned to its ``mean_face``, the audio at full scale (not
+    peak-normalised), their window stride and frame count (:mod:`speechanim.sda`).
     """
 
     def __init__(self, checkpoint: PathLike, device: str | torch.device | None = None, *,
-                 trust_checkpoint: bool = False):
+                 trust_checkpoint: bool = False, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         self.generator, payload = load_generator(self.checkpoint, map_location=self.device, trust=trust_checkpoint)
+        self.fast = FastGenerator(self.generator, PRECISIONS[precision])
         self.cfg = self.generator.cfg
         self.variant = str(payload.get("variant", ""))
         self.fps = float(payload.get("fps", FPS))  # the frame rate it was trained at (older checkpoints: 25)
-        # the alignment of the training data, at the model's crop size
-        self.align_config = AlignConfig(size=tuple(self.cfg.image_size))
+        self.audio_scaling, self.audio_stride, self.frame_rule, stable = _input_settings(payload, self.cfg, self.fps,
+                                                                                         self.checkpoint)
+        # the alignment of the training data (or the authors' mean face), at the model's crop size
+        self.align_config = AlignConfig(size=tuple(self.cfg.image_size), stable_target=stable)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -171,6 +185,10 @@ class Animator:
     @property
     def sample_rate(self) -> int:
         return int(self.cfg.sample_rate)
+
+    @property
+    def window(self) -> int:
+        return window_samples(self.sample_rate, self.cfg.audio_window_s)
 
     def align(self, image: np.ndarray | PathLike, name: str | None = None) -> np.ndarray:
         """The still the generator sees: the photo aligned to the canonical face, ``(H, W, 3)`` uint8."""
@@ -183,48 +201,53 @@ class Animator:
         return align_image(image, self.align_config, name=name).frames[0]
 
     def prepare_audio(self, audio: np.ndarray | PathLike, sample_rate: int | None = None,
-                      name: str | None = None) -> np.ndarray:
-        """The audio windows the generator sees, ``(T, window)`` float32, ``T = ceil(duration * fps)``.
+                      name: str | None = None, *, gain: float | None = None) -> np.ndarray:
+        """The audio windows the generator sees, ``(T, window)`` float32, ``T = ceil(duration * fps)``
+        (an imported authors' model: ``floor``).
 
         ``audio`` is a file (any format and rate ffmpeg reads; ``sample_rate`` is then ignored) or
         an array ``(samples,)`` / ``(samples, channels)`` with its ``sample_rate`` (integers are
-        scaled by their dtype's maximum, floats taken as [-1, 1]).
+        scaled by their dtype's maximum, floats taken as [-1, 1]). ``gain``: scale the samples by it
+        instead of the checkpoint's level (peak normalisation, or full scale); a live stream is
+        scaled this way, since its peak is not known in advance.
         """
         if isinstance(audio, (str, os.PathLike)):
             name = name or str(audio)
             samples = read_audio(audio, self.sample_rate)
         else:
             name = name or "audio"
-            if sample_rate is None:
-                raise ValueError(f"{name}: an audio array needs its sample_rate")
-            if isinstance(sample_rate, bool) or not float(sample_rate).is_integer() or int(sample_rate) <= 0:
-                raise ValueError(f"{name}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
-            samples = resample(_to_mono_float(audio, name), int(sample_rate), self.sample_rate)
-        samples = normalise(samples, source=name)
-        spf = samples_per_frame(self.sample_rate, self.fps)
-        n_frames = -(-len(samples) // spf)  # ceil(duration * fps)
-        return frame_audio(samples, n_frames, self.sample_rate, self.fps, self.cfg.audio_window_s)
+            samples = resample(_to_mono_float(audio, name), _check_rate(sample_rate, name), self.sample_rate)
+        check_audible(samples, source=name)
+        if gain is not None:
+            samples = samples * np.float32(gain)
+        elif self.audio_scaling == "peak":
+            samples = normalise(samples, source=name)
+        stride = self.audio_stride
+        n_frames = -(-len(samples) // stride) if self.frame_rule == "ceil" else len(samples) // stride
+        if n_frames < 1:
+            raise ValueError(f"{name}: audio shorter than one video frame ({len(samples)} samples)")
+        return frame_audio(samples, n_frames, self.sample_rate, self.fps, self.cfg.audio_window_s, stride=stride,
+                           trim=self.frame_rule == "ceil")
 
-    def _inputs(self, image, audio, sample_rate, seed):
+    def _still(self, image) -> torch.Tensor:
         still = self.align(image)
-        windows = self.prepare_audio(audio, sample_rate)
-        still_t = torch.from_numpy(to_unit_range(still.transpose(2, 0, 1).copy()))[None].to(self.device)
-        audio_t = torch.from_numpy(windows)[None].to(self.device)
-        noise = clip_noise(self.generator, len(windows), seed)[None].to(self.device)
-        return still_t, audio_t, noise
+        return torch.from_numpy(to_unit_range(still.transpose(2, 0, 1).copy()))[None].to(self.device)
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray | PathLike, audio: np.ndarray | PathLike, sample_rate: int | None = None,
-                 seed: int = 0, *, chunk_frames: int = CHUNK_FRAMES, progress: bool | None = None) -> np.ndarray:
-        """Animate ``image`` with ``audio``: ``(T, H, W, 3)`` uint8 frames at :data:`FPS`.
+                 seed: int = 0, *, chunk_frames: int = CHUNK_FRAMES, progress: bool | None = None,
+                 gain: float | None = None) -> np.ndarray:
+        """Animate ``image`` with ``audio``: ``(T, H, W, 3)`` uint8 frames at :attr:`fps`.
 
         ``progress``: a bar over frames on stderr; None shows it when the clip is longer than one chunk.
         """
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
-        still, audio_t, noise = self._inputs(image, audio, sample_rate, seed)
-        g = self.generator
+        still = self._still(image)
+        audio_t = torch.from_numpy(self.prepare_audio(audio, sample_rate, gain=gain))[None].to(self.device)
         n_frames = audio_t.shape[1]
+        noise = clip_noise(self.generator, n_frames, seed)[None].to(self.device)
+        g = self.fast
         out = np.empty((n_frames, *self.image_size, 3), np.uint8)
         identity = g.encode_identity(still)
         state = g.init_state(1, self.device)
@@ -239,19 +262,72 @@ class Animator:
         return out
 
     @torch.no_grad()
-    def stream(self, image: np.ndarray | PathLike, audio: np.ndarray | PathLike, sample_rate: int | None = None,
-               seed: int = 0) -> Iterator[np.ndarray]:
+    def stream(self, image: np.ndarray | PathLike, audio: np.ndarray | PathLike | Iterable[np.ndarray],
+               sample_rate: int | None = None, seed: int = 0, *, gain: float | None = None) -> Iterator[np.ndarray]:
         """Yield the frames one by one, ``(H, W, 3)`` uint8, stepping the generator's recurrent state.
 
-        Gives the same frames as :meth:`__call__` with the same seed (up to float rounding).
+        ``audio`` as for :meth:`__call__` (the whole recording: the same frames as ``__call__``), or
+        an iterable of chunks (1-D arrays, or ``(samples, channels)``, at ``sample_rate``) that may
+        still be arriving: each frame is made as soon as its window's last sample is in (80 ms after
+        the frame's centre with 0.16 s windows) and the frames equal ``__call__``'s on the
+        concatenated chunks with the same ``gain`` (default 1: live audio is taken at its level).
         """
-        still, audio_t, noise = self._inputs(image, audio, sample_rate, seed)
-        g = self.generator
+        still = self._still(image)
+        g = self.fast
         identity = g.encode_identity(still)
         state = g.init_state(1, self.device)
-        for k in range(audio_t.shape[1]):
-            frame, state = g.step(identity, audio_t[:, k], state, noise[:, k])
+        rng = torch.Generator().manual_seed(int(seed))  # the draws of clip_noise, one frame at a time
+        if isinstance(audio, (str, os.PathLike, np.ndarray)):
+            windows: Iterable[np.ndarray] = self.prepare_audio(audio, sample_rate, gain=gain)
+        else:
+            windows = self._live_windows(audio, _check_rate(sample_rate, "audio stream"), 1.0 if gain is None else gain)
+        for window in windows:
+            noise = self.generator.sample_noise(1, 1, torch.device("cpu"), rng)[:, 0].to(self.device)
+            audio_t = torch.from_numpy(np.ascontiguousarray(window, np.float32))[None].to(self.device)
+            frame, state = g.step(identity, audio_t, state, noise)
             yield to_uint8(frame[0]).permute(1, 2, 0).cpu().numpy()
+
+    def _live_windows(self, chunks: Iterable[np.ndarray], rate: int, gain: float) -> Iterator[np.ndarray]:
+        framer = AudioFramer(rate, self.sample_rate, self.audio_stride, self.window, frames=self.frame_rule, gain=gain)
+        for chunk in iter_chunks(chunks):
+            yield from framer.push(_to_mono_float(chunk, "audio stream") if chunk.size else chunk)
+        yield from framer.close()
+
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _check_rate(sample_rate, name: str) -> int:
+    if sample_rate is None:
+        raise ValueError(f"{name}: an audio array needs its sample_rate")
+    if isinstance(sample_rate, bool) or not float(sample_rate).is_integer() or int(sample_rate) <= 0:
+        raise ValueError(f"{name}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def _input_settings(payload: dict, cfg, fps: float, path: Path) -> tuple[str, int, str, tuple | None]:
+    """How a checkpoint wants its inputs: audio scaling, window stride, frame-count rule, alignment target."""
+    scaling = payload.get("audio_scaling", "peak")
+    if scaling not in ("peak", "full_scale"):
+        raise CheckpointError(f"{path}: audio_scaling must be 'peak' or 'full_scale', got {scaling!r}")
+    stride = payload.get("audio_stride")
+    if stride is None:
+        try:
+            stride, rule = samples_per_frame(cfg.sample_rate, fps), "ceil"
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+    elif isinstance(stride, int) and not isinstance(stride, bool) and 0 < stride <= cfg.window:
+        rule = "floor"  # the authors' frame count (sda/sda.py _cut_sequence_)
+    else:
+        raise CheckpointError(f"{path}: audio_stride must be a whole number of samples up to the window, got {stride!r}")
+    stable = None
+    if payload.get("alignment") is not None:
+        try:
+            stable = tuple(tuple(float(v) for v in p) for p in payload["alignment"]["stable_points"])
+            AlignConfig(size=tuple(cfg.image_size), stable_target=stable)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: its alignment is not five (x, y) stable points ({e})") from None
+    return scaling, int(stride), rule, stable
 
 
 def animate_file(image_path: PathLike, audio_path: PathLike, checkpoint: PathLike | Animator, out_path: PathLike,

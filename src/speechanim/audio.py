@@ -29,13 +29,19 @@ def window_samples(sample_rate: int, window_s: float) -> int:
     return int(round(window_s * sample_rate))
 
 
+def check_audible(audio: np.ndarray, *, silence_rms: float = 1e-4, source: str = "audio") -> None:
+    """Refuse a track whose RMS after removing its DC offset is below ``silence_rms`` (silence)."""
+    audio = np.asarray(audio, np.float64)
+    rms = float(np.sqrt(np.mean((audio - audio.mean()) ** 2))) if audio.size else 0.0
+    if rms < silence_rms:
+        raise SilentAudioError(f"{source}: silent audio track (RMS {rms:.2e} < {silence_rms:.0e})")
+
+
 def normalise(audio: np.ndarray, *, silence_rms: float = 1e-4, source: str = "audio") -> np.ndarray:
     """Remove the DC offset and scale to a peak of 1; a track quieter than ``silence_rms`` is refused."""
     audio = np.asarray(audio, np.float32)
     audio = audio - audio.mean()
-    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
-    if rms < silence_rms:
-        raise SilentAudioError(f"{source}: silent audio track (RMS {rms:.2e} < {silence_rms:.0e})")
+    check_audible(audio, silence_rms=silence_rms, source=source)
     return (audio / np.abs(audio).max()).astype(np.float32)
 
 
@@ -47,13 +53,22 @@ def fit_length(audio: np.ndarray, n_frames: int, spf: int) -> np.ndarray:
     return np.pad(audio, (0, n - len(audio)))
 
 
-def frame_audio(audio: np.ndarray, n_frames: int, sample_rate: int, fps: float, window_s: float = 0.16) -> np.ndarray:
-    """Cut ``(n_frames, window)`` overlapping windows, window ``k`` centred on video frame ``k``."""
-    spf = samples_per_frame(sample_rate, fps)
+def frame_audio(audio: np.ndarray, n_frames: int, sample_rate: int, fps: float, window_s: float = 0.16, *,
+                stride: int | None = None, trim: bool = True) -> np.ndarray:
+    """Cut ``(n_frames, window)`` overlapping windows, window ``k`` centred on video frame ``k``.
+
+    ``stride``: samples between windows (default: one video frame, which must be whole);
+    ``trim=False`` keeps the samples after the last frame (the authors' windows read them).
+    """
+    spf = int(stride) if stride else samples_per_frame(sample_rate, fps)
     win = window_samples(sample_rate, window_s)
     if win < spf:
         raise ValueError(f"window of {win} samples is shorter than one video frame ({spf} samples)")
-    audio = fit_length(np.asarray(audio, np.float32), n_frames, spf)
+    audio = np.asarray(audio, np.float32)
+    if trim:
+        audio = fit_length(audio, n_frames, spf)
+    elif len(audio) < n_frames * spf:
+        audio = np.pad(audio, (0, n_frames * spf - len(audio)))
     left = (win - spf) // 2
     padded = np.pad(audio, (left, win - spf - left))
     starts = np.arange(n_frames) * spf

@@ -1,0 +1,68 @@
+"""The inference form of the generator (speechanim.inference): the same frames as the plain one."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechanim.inference import FastDecoder, FastGenerator
+from speechanim.models import Generator, ModelConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _generator(**kw) -> Generator:
+    torch.manual_seed(0)
+    g = Generator(ModelConfig(image_size=(64, 48), width=0.25, sample_rate=8000, **kw))
+    for m in g.modules():  # batch norm statistics and affine parameters away from 0 / 1
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.2)
+    g.frame_decoder.to_rgb.weight.data *= 30  # frames with contrast, not a flat grey
+    return g.eval()
+
+
+def _inputs(g: Generator, frames: int = 12):
+    gen = torch.Generator().manual_seed(1)
+    still = torch.rand(2, 3, *g.cfg.image_size, generator=gen) * 2 - 1
+    audio = torch.randn(2, frames, g.cfg.window, generator=gen) * 0.3
+    return still, audio, g.sample_noise(2, frames, generator=gen)
+
+
+@pytest.mark.parametrize("kw", [{"unet_skips": "authors"}, {"unet_skips": "all"}, {"static": True}],
+                         ids=["authors", "all", "static"])
+def test_fast_generator_gives_the_plain_generators_frames(kw):
+    g = _generator(**kw)
+    fast = FastGenerator(g)
+    still, audio, noise = _inputs(g)
+    with torch.no_grad():
+        expected, state = g.run(g.encode_identity(still), audio, noise)
+        identity = fast.encode_identity(still)
+        whole, fast_state = fast.run(identity, audio, noise)
+        steps, s = [], fast.init_state(2)
+        for k in range(audio.shape[1]):  # streamed one frame at a time: the deepest layers take the matmul path
+            frame, s = fast.step(identity, audio[:, k], s, noise[:, k])
+            steps.append(frame)
+    assert expected.std() > 0.1  # not a flat output
+    torch.testing.assert_close(whole, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.stack(steps, 1), expected, atol=1e-5, rtol=0)
+    if state.context is not None:
+        torch.testing.assert_close(fast_state.context, state.context)
+
+
+def test_bf16_is_within_a_few_grey_levels():
+    g = _generator(unet_skips="authors")
+    still, audio, noise = _inputs(g)
+    with torch.no_grad():
+        expected, _ = g.run(g.encode_identity(still), audio, noise)
+        fast = FastGenerator(g, torch.bfloat16)
+        frames, _ = fast.run(fast.encode_identity(still), audio, noise)
+    assert frames.dtype == torch.float32
+    diff = (frames - expected).abs() * 127.5  # in grey levels of uint8 frames
+    assert diff.mean() < 1.0 and diff.max() < 12.0, (diff.mean().item(), diff.max().item())
+
+
+def test_training_mode_is_refused():
+    with pytest.raises(ValueError, match="eval mode"):
+        FastDecoder(Generator(ModelConfig(image_size=(64, 48), width=0.125)).train().frame_decoder, 50)

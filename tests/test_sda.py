@@ -1,0 +1,225 @@
+"""Importing the authors' released checkpoints (speechanim.sda, ``speechanim import-sda``).
+
+No real ``.dat`` file exists here, so the tests build one the way the authors' code lays it out
+(DinoMan/speech-driven-animation: sda/sda.py reads these keys; the state dicts' names and shapes
+follow sda/encoder_audio.py, sda/rnn_audio.py, sda/encoder_image.py and sda/img_generator.py),
+written out here by hand from those files' layer definitions, with small settings so that it is quick.
+"""
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+from speechanim.animate import Animator
+from speechanim.checkpoint import CheckpointError
+from speechanim.cli import main
+from speechanim.media import read_audio, read_video
+from speechanim.sda import SdaError, convert_file
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# A small model with the released files' layout: 128 x 96 frames would be 55M parameters; the
+# layer pattern is the same at 64 x 48 (one fewer halving). Audio 0.2 s windows at 16 kHz (crema's rate).
+SETTINGS = dict(img_size=(64, 48), audio_rate=16000, video_rate=25, audio_feat_len=0.2, audio_feat_samples=3200,
+                id_enc_dim=12, rnn_gen_dim=16, aud_enc_dim=8, aux_latent=4, sequential_noise=True)
+
+
+def _bn(prefix: str, c: int) -> dict[str, tuple]:
+    return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+            f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}
+
+
+def authors_shapes(s: dict) -> dict[str, OrderedDict]:
+    """Key -> shape of the authors' three state dicts for settings ``s`` (their full width: 64 / 16 maps)."""
+    k0 = int(0.005 * s["audio_rate"])  # encoder_audio.py: first kernel 5 ms, stride 1 ms; then strides 2,2,2,5
+    enc = OrderedDict()
+    convs = [(16, 1, k0), (32, 16, 4), (64, 32, 4), (128, 64, 4), (256, 128, 10), (s["aud_enc_dim"], 256, 5)]
+    for i, shape in enumerate(convs):
+        enc[f"encoder.cl.{i}.weight"], enc[f"encoder.cl.{i}.bias"] = shape, (shape[0],)
+    for i, (c, _, _) in enumerate(convs[:-1]):
+        enc.update(_bn(f"encoder.activations.{i}.0", c))
+    h, a = s["rnn_gen_dim"], s["aud_enc_dim"]
+    for layer, inp in ((0, a), (1, h)):  # rnn_audio.py: GRU(aud_enc_dim, rnn_gen_dim, 2)
+        enc.update({f"rnn.weight_ih_l{layer}": (3 * h, inp), f"rnn.weight_hh_l{layer}": (3 * h, h),
+                    f"rnn.bias_ih_l{layer}": (3 * h,), f"rnn.bias_hh_l{layer}": (3 * h,)})
+    chans = [64, 128, 256, 512][: int(np.log2(max(s["img_size"]))) - 2]  # encoder_image.py
+    ident = OrderedDict()
+    prev = 3
+    for i, c in enumerate(chans):
+        ident[f"cl.{i}.0.weight"] = (c, prev, 4, 4)
+        ident.update(_bn(f"cl.{i}.1", c))
+        prev = c
+    ident[f"cl.{len(chans)}.0.weight"] = (s["id_enc_dim"], prev, 4, 3)
+    gen = OrderedDict()
+    x = s["aux_latent"]
+    gen.update({"rnn_noise.weight_ih_l0": (3 * x, x), "rnn_noise.weight_hh_l0": (3 * x, x),
+                "rnn_noise.bias_ih_l0": (3 * x,), "rnn_noise.bias_hh_l0": (3 * x,)})
+    top = chans[-1]
+    gen["dcl.0.0.weight"] = (s["rnn_gen_dim"] + x + s["id_enc_dim"], top, 4, 3)
+    gen.update(_bn("dcl.0.1", top))
+    c = top
+    for j in range(1, len(chans)):  # img_generator.py UnetBlock: [x, skip] -> 3x3 -> 4x4 stride 2
+        gen[f"dcl.{j}.dcl1.weight"] = (2 * c, c, 3, 3)
+        gen[f"dcl.{j}.dcl2.weight"] = (c, c // 2, 4, 4)
+        gen.update(_bn(f"dcl.{j}.activation1.0", c))
+        gen.update(_bn(f"dcl.{j}.activation2.0", c // 2))
+        c //= 2
+    gen[f"dcl.{len(chans)}.weight"] = (c, 3, 4, 4)
+    return {"encoder": enc, "encoder_id": ident, "generator": gen}
+
+
+def mean_face(size) -> np.ndarray:
+    """68 points (x, y) in a crop of ``size``: the five stable ones the canonical face's, smaller
+    and lower (so a photo aligned to it differs from one aligned to ours), the rest anywhere."""
+    from speechanim.align import load_template
+
+    face = np.random.default_rng(0).uniform([0, 0], [size[1], size[0]], (68, 2))
+    stable = load_template(tuple(size)).stable
+    centre = stable.mean(axis=0)
+    face[[33, 36, 39, 42, 45]] = (stable - centre) * 0.8 + centre + [1.5, 4.0]
+    return face
+
+
+def fake_dat(path, *, constants: bool = False, drop: str | None = None, reshape: str | None = None, **overrides):
+    """Write an authors'-format checkpoint: random weights (or each tensor the constant of its index)."""
+    s = {**SETTINGS, **overrides}
+    rng = torch.Generator().manual_seed(0)
+    d: dict = dict(s)
+    d["mean_face"] = mean_face(SETTINGS["img_size"])
+    index = 0
+    for module, shapes in authors_shapes(s).items():
+        state = OrderedDict()
+        for key, shape in shapes.items():
+            index += 1
+            name = f"{module}.{key}"
+            if name == drop:
+                continue
+            if name == reshape:
+                shape = (shape[0] + 1, *shape[1:])
+            if key.endswith("num_batches_tracked"):
+                state[key] = torch.tensor(7)
+            elif key.endswith("running_var"):
+                state[key] = torch.full(shape, float(index)) if constants else torch.rand(shape, generator=rng) + 0.5
+            else:
+                state[key] = torch.full(shape, float(index)) if constants else torch.randn(shape, generator=rng) * 0.1
+        d[module] = state
+    torch.save(d, path, _use_new_zipfile_serialization=False)  # the 2019 files predate torch's zip format
+    return path
+
+
+def test_every_tensor_lands_in_its_parameter(tmp_path):
+    src = fake_dat(tmp_path / "grid.dat", constants=True)
+    out = convert_file(src, tmp_path / "grid.pt")
+    animator = Animator(out, device="cpu")
+    ours = animator.generator.state_dict()
+    index = {}
+    n = 0
+    for module, shapes in authors_shapes(SETTINGS).items():
+        for key in shapes:
+            n += 1
+            index[f"{module}.{key}"] = float(n)
+
+    def has(our_key, their_key):
+        t = ours[our_key]
+        assert t.numel() > 0 and torch.all(t == index[their_key]), (our_key, their_key)
+    net = animator.generator.context_encoder.audio_encoder.net
+    convs = [i for i, m in enumerate(net) if isinstance(m, torch.nn.Conv1d)]
+    for j, i in enumerate(convs):
+        has(f"context_encoder.audio_encoder.net.{i}.weight", f"encoder.encoder.cl.{j}.weight")
+        has(f"context_encoder.audio_encoder.net.{i}.bias", f"encoder.encoder.cl.{j}.bias")
+        if j < len(convs) - 1:
+            has(f"context_encoder.audio_encoder.net.{i + 1}.running_var", f"encoder.encoder.activations.{j}.0.running_var")
+    has("context_encoder.rnn.weight_hh_l1", "encoder.rnn.weight_hh_l1")
+    has("identity_encoder.layers.0.0.weight", "encoder_id.cl.0.0.weight")
+    has("identity_encoder.layers.2.1.bias", "encoder_id.cl.2.1.bias")
+    has("identity_encoder.layers.3.0.weight", "encoder_id.cl.3.0.weight")
+    has("identity_encoder.out.weight", "encoder_id.cl.4.0.weight")
+    has("noise_generator.rnn.weight_ih_l0", "generator.rnn_noise.weight_ih_l0")
+    has("frame_decoder.project.1.running_mean", "generator.dcl.0.1.running_mean")
+    for j in range(3):
+        has(f"frame_decoder.blocks.{j}.mix.0.weight", f"generator.dcl.{j + 1}.dcl1.weight")
+        has(f"frame_decoder.blocks.{j}.up.0.weight", f"generator.dcl.{j + 1}.dcl2.weight")
+        has(f"frame_decoder.blocks.{j}.mix.1.weight", f"generator.dcl.{j + 1}.activation1.0.weight")
+        has(f"frame_decoder.blocks.{j}.up.1.running_var", f"generator.dcl.{j + 1}.activation2.0.running_var")
+    has("frame_decoder.to_rgb.weight", "generator.dcl.4.weight")
+    assert len(ours) == sum(len(v) for v in authors_shapes(SETTINGS).values())
+    cfg = animator.cfg
+    assert (cfg.image_size, cfg.sample_rate, cfg.audio_window_s, cfg.id_dim) == ((64, 48), 16000, 0.2, 12)
+    assert (cfg.audio_feat_dim, cfg.context_dim, cfg.noise_dim, cfg.unet_skips) == (8, 16, 4, "authors")
+    assert (animator.audio_scaling, animator.audio_stride, animator.frame_rule) == ("full_scale", 640, "floor")
+
+
+def test_the_latent_is_reordered_to_ours(tmp_path):
+    """Their decoder input is [z_c, z_n, z_id] (img_generator.py), ours [z_id, z_c, z_n]."""
+    src = tmp_path / "grid.dat"
+    fake_dat(src)
+    d = torch.load(src, weights_only=False)
+    w = d["generator"]["dcl.0.0.weight"]
+    w.copy_(torch.arange(w.shape[0], dtype=torch.float32)[:, None, None, None].expand_as(w))
+    torch.save(d, src)
+    ours = Animator(convert_file(src, tmp_path / "grid.pt"), device="cpu").generator.frame_decoder.project[0].weight
+    c, n, i = SETTINGS["rnn_gen_dim"], SETTINGS["aux_latent"], SETTINGS["id_enc_dim"]
+    expected = list(range(c + n, c + n + i)) + list(range(c)) + list(range(c, c + n))
+    assert ours[:, 0, 0, 0].tolist() == [float(v) for v in expected]
+
+
+def test_converted_model_animates_a_clip_aligned_to_its_mean_face(tmp_path, grid_mini):
+    out = tmp_path / "grid.pt"
+    assert main(["import-sda", str(fake_dat(tmp_path / "grid.dat")), "-o", str(out)]) == 0
+    animator = Animator(out, device="cpu")
+    frames, _ = read_video(grid_mini / "bbaf2n.mpg")
+    audio = read_audio(grid_mini / "bbaf2n.mpg", 16000)
+    video = animator(frames[0], audio, sample_rate=16000)
+    assert video.shape == (len(audio) // 640, 64, 48, 3)  # floor(samples / stride), as theirs (ours: ceil)
+    assert len(video) in (74, 75)
+    assert video.std() > 1.0
+    # the still is aligned so that its five stable points sit on mean_face's (68-point 33, 36, 39, 42, 45)
+    from speechanim.align import STABLE_POINTS, AlignConfig, align_image
+
+    target = torch.load(out, weights_only=True)["alignment"]["stable_points"]
+    aligned = align_image(frames[0], AlignConfig(size=(64, 48), stable_target=tuple(map(tuple, target))))
+    np.testing.assert_array_equal(animator.align(frames[0]), aligned.frames[0])
+    ours = align_image(frames[0], AlignConfig(size=(64, 48))).frames[0]
+    assert np.abs(ours.astype(int) - aligned.frames[0]).mean() > 10
+    assert np.abs(aligned.landmarks[0][list(STABLE_POINTS)] - np.asarray(target)).max() < 3.0
+    # full-scale audio, as the authors: half as loud is a different input (peak normalisation would hide it)
+    assert not np.array_equal(animator.prepare_audio(audio, 16000), animator.prepare_audio(audio * 0.5, 16000))
+
+
+@pytest.mark.parametrize("problem, match", [
+    ({"drop": "generator.dcl.2.dcl1.weight"}, "missing tensor generator.dcl.2.dcl1.weight"),
+    ({"reshape": "encoder_id.cl.1.0.weight"}, r"encoder_id.cl.1.0.weight has shape \(129, 64, 4, 4\)"),
+    ({"reshape": "encoder.encoder.cl.0.weight", "audio_rate": 16000}, "encoder.encoder.cl.0.weight has shape"),
+    ({"sequential_noise": False}, "sequential_noise"),
+    ({"img_size": (64,)}, "img_size"),
+    ({"audio_feat_samples": 3000}, "audio_feat_samples"),
+])
+def test_bad_files_are_refused_naming_the_key(tmp_path, problem, match):
+    src = fake_dat(tmp_path / "bad.dat", **problem)
+    with pytest.raises(SdaError, match=match):
+        convert_file(src, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_missing_settings_and_code_are_refused(tmp_path, capsys):
+    src = fake_dat(tmp_path / "grid.dat")
+    d = torch.load(src, weights_only=False)
+    del d["mean_face"]
+    torch.save(d, tmp_path / "noface.dat")
+    assert main(["import-sda", str(tmp_path / "noface.dat"), "-o", str(tmp_path / "x.pt")]) == 1
+    assert "noface.dat: not an authors' checkpoint: no 'mean_face'" in capsys.readouterr().err
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    d["mean_face"] = Boom()
+    torch.save(d, tmp_path / "evil.dat")
+    with pytest.raises(CheckpointError, match="could run code"):
+        convert_file(tmp_path / "evil.dat", tmp_path / "evil.pt")
+    (tmp_path / "junk.dat").write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(CheckpointError, match="junk.dat"):
+        convert_file(tmp_path / "junk.dat", tmp_path / "junk.pt")
