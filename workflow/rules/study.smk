@@ -25,3 +25,19 @@ rule study:
         "../../envs/torch.yaml"
     shell:
         "python -m speechanim.study.build {params.datasets} {params.settings} --out {params.out:q} 2> {log:q}"
+
+
+if USER_STUDY_RESPONSES:
+
+    rule fig9_turing:
+        """Fig. 9: the distribution of participants' Turing-test scores, from the study's answers."""
+        input:
+            responses=USER_STUDY_RESPONSES,
+        output:
+            report(f"{RESULTS}/figures/fig9_turing.png", caption="../report/fig9_turing.rst", category="Figures"),
+        log:
+            f"{LOGS}/study/fig9_turing.log",
+        conda:
+            "../../envs/torch.yaml"
+        shell:
+            "python -m speechanim.study.analysis fig9 --responses {input.responses:q} --out {output:q} 2> {log:q}"
