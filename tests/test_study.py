@@ -395,7 +395,7 @@ def test_a_whole_session_in_headless_chromium_then_table3_and_fig9(study, tmp_pa
                 assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # fits a phone
                 if i == 0:
                     page.screenshot(path=str(tmp_path / "study-page.png"))
-                    if os.environ.get("SPEECHANIM_SCREENSHOT"):  # how docs/study-page.png was made
+                    if os.environ.get("SPEECHANIM_SCREENSHOT"):  # keep a copy of the phone screenshot there
                         page.screenshot(path=os.environ["SPEECHANIM_SCREENSHOT"])
                 answer = ["left", "right", "left", "real", "fake", "real"][i]
                 page.click(f"#buttons button[data-answer={answer}]")
@@ -442,3 +442,16 @@ def test_a_whole_session_in_headless_chromium_then_table3_and_fig9(study, tmp_pa
     assert analysis.main(["fig9", "--responses", str(db), "--out", str(tmp_path / "fig9.png")]) == 0
     correct = sum(r["answer"] == r["truth"] for r in rows if r["participant"] == first and r["kind"] == "turing")
     assert analysis.turing_scores(rows) == {first: (correct, 3)}  # the second has not finished the Turing test
+
+
+def test_serve_names_a_folder_that_is_not_a_study_set(tmp_path, capsys):
+    from speechanim.cli import main as cli
+
+    assert cli(["study", "serve", "--study", str(tmp_path), "--db", str(tmp_path / "s.sqlite"), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "manifest.json") in err and "snakemake results/study/manifest.json" in err
+    (tmp_path / "manifest.json").write_text('{"settings": {}}')
+    assert cli(["study", "serve", "--study", str(tmp_path), "--db", str(tmp_path / "s.sqlite"), "--port", "0"]) == 1
+    assert "not a study manifest" in capsys.readouterr().err
+    assert cli(["study", "export", "--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "r.csv")]) == 1
+    assert "none.sqlite: no such file" in capsys.readouterr().err
