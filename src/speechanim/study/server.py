@@ -190,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> dict:
         """The request's JSON object; BadRequest for a body that is missing, too large, not JSON or not an object."""
-        if not (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/json":
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
             self.close_connection = True
             raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
         length = self.headers.get("Content-Length")
