@@ -26,6 +26,7 @@ include: "workflow/rules/raw.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/study.smk"
 
 
 rule all:

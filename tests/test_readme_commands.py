@@ -85,9 +85,50 @@ def pytest_collect(command: str, tmp_path: Path) -> None:
     assert res.returncode == 0 and " tests collected" in res.stdout, res.stdout[-2000:]
 
 
+def study_serve(command: str, tmp_path: Path) -> None:
+    """The command as written (plus a free port) on a tiny study set at results/study: it serves the page and
+    creates the database; SIGTERM stops it cleanly."""
+    import urllib.request
+
+    from study_fixtures import stop, tiny_study
+
+    tiny_study(tmp_path / "results", n_clips=2)
+    args = shlex.split(command)
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    proc = subprocess.Popen([str(BIN / "speechanim"), *args[1:], "--port", "0", "--quiet"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "http://127.0.0.1:" in line, line
+        url = "http://" + line.split("http://", 1)[1].split()[0]
+        with urllib.request.urlopen(url, timeout=10) as res:
+            assert res.status == 200 and b"Talking faces" in res.read()
+    finally:
+        assert stop(proc) == 0
+    assert (tmp_path / args[args.index("--db") + 1]).is_file()
+
+
+def study_export(command: str, tmp_path: Path) -> None:
+    """The command as written, on a database holding one participant's answer."""
+    from speechanim.study.db import StudyDB
+
+    args = shlex.split(command)
+    db = StudyDB(tmp_path / args[args.index("--db") + 1])
+    db.add_participant("a" * 32, "readme", [{"kind": "turing", "dataset": "grid", "clip": "s1/bbaf2n",
+                                              "file": "0123456789abcdef.mp4", "truth": "real"}])
+    assert db.answer("a" * 32, 0, "fake")[0] == "ok"
+    db.close()
+    res = run([str(BIN / "speechanim"), *args[1:]], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = (tmp_path / args[args.index("--out") + 1]).read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("a" * 32) and ",fake,,0," in rows[1], rows
+
+
 HOW = [
     (r"make (table3|test|report|dag)$", make_dry_run),
     (r"speechanim animate ", animate),
+    (r"speechanim study serve ", study_serve),
+    (r"speechanim study export ", study_export),
     (r"python3\.11 -m venv \.venv && \. \.venv/bin/activate$", venv),
     (r"pip install -e '\.\[[\w,]+\]'$", pip_install),
     (r"snakemake ", dry_run_snakemake),

@@ -12,9 +12,16 @@
 mp4 with the original audio; with ``--stream`` it reads the audio as it arrives (raw 16-bit PCM on
 stdin, ``--audio -``, or a WAV file still being written) and writes each frame as soon as it can
 be made to ``--frames-out`` (a YUV4MPEG2 stream; ``-`` is stdout), the mp4 at the end.
-``import-sda`` converts one of the authors' released checkpoints (:mod:`speechanim.sda`).  A bad input (a photo with no face or with two, an unreadable image, a file
-with no audio, a missing checkpoint, a checkpoint that carries code) ends with one line on stderr
-naming the file, exit code 1.
+``import-sda`` converts one of the authors' released checkpoints (:mod:`speechanim.sda`). A bad
+input (a photo with no face or with two, an unreadable image, a file with no audio, a missing
+checkpoint, a checkpoint that carries code) ends with one line on stderr naming the file, exit code 1.
+
+::
+
+    speechanim study serve --study results/study --db study.sqlite [--host 127.0.0.1] [--port 8000]
+    speechanim study export --db study.sqlite --out responses.csv
+
+run the paper's user study and Turing test with people (see :mod:`speechanim.study`).
 """
 from __future__ import annotations
 
@@ -70,7 +77,43 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--out", required=True, type=Path, help="the checkpoint to write (.pt)")
     q.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle a file that holds more than tensors, plain values and numpy arrays (could run code)")
+    _study_parser(sub)
     return parser
+
+
+def _study_parser(sub) -> None:
+    """``speechanim study serve|export``: the user study and Turing test of the paper's 4.5 (speechanim.study)."""
+    study = sub.add_parser("study", help="run the paper's user study and Turing test (serve the page, export answers)",
+                           description="The paper's user study (Table 3's User column) and Turing test (Fig. 9) "
+                                       "with people: serve the page, export the answers.")
+    ssub = study.add_subparsers(dest="study_command", required=True, metavar="SUBCOMMAND")
+    s = ssub.add_parser("serve", help="serve the participants' page on a local port",
+                        description="Serve the study page; each answer goes to the SQLite file as it is given.")
+    s.add_argument("--study", required=True, type=Path, help="the study set (results/study, built by the DAG)")
+    s.add_argument("--db", required=True, type=Path, help="SQLite file for the answers (created if missing)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0: any free port)")
+    s.add_argument("--pairs", type=int, default=None, help="preference trials per participant (default: the set's)")
+    s.add_argument("--fake", type=int, default=None, help="generated videos in the Turing test (default: the set's)")
+    s.add_argument("--real", type=int, default=None, help="real videos in the Turing test (default: the set's)")
+    s.add_argument("--quiet", action="store_true", help="no line per request on stderr")
+    e = ssub.add_parser("export", help="write the answers as CSV",
+                        description="Write every trial shown, with its answer (empty if none yet), as CSV.")
+    e.add_argument("--db", required=True, type=Path, help="the study's SQLite file")
+    e.add_argument("--out", required=True, type=Path, help="the CSV file to write")
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .study import db, server
+
+    if args.study_command == "export":
+        out = db.export_csv(args.db, args.out)
+        print(out)
+        return 0
+    srv = server.make_server(args.study, args.db, args.host, args.port, pairs=args.pairs, fake=args.fake,
+                             real=args.real, quiet=args.quiet)
+    server.serve(srv)
+    return 0
 
 
 @contextlib.contextmanager
@@ -171,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "import-sda":
             return _import_sda(args)
+        if args.command == "study":
+            return _study(args)
         with _quiet_native_stderr(not args.verbose):
             return _animate(args)
     except (ValueError, OSError) as e:  # ImageError, MediaError, AlignmentError, CheckpointError are ValueErrors

@@ -6,12 +6,16 @@ and test (T) sets", training counts including the mirrored copies.
     python -m speechanim.tables table1 --dataset synthgrid data/packed/synthgrid --out results/table1.csv
 
 Table 2 (section 4.3): the ablation on the first dataset: ground truth, L1, L1 + Adv_img, the full model.
-Table 3 (section 4.5): per dataset, the proposed (full) model against the static baseline; the User
-column (the paper's user study) stays empty until there is one.  Both read the JSON summaries of
+Table 3 (section 4.5): per dataset, the proposed (full) model against the static baseline.  Its User
+column is the paper's user study: with ``--responses`` (a study's SQLite file or its CSV export,
+:mod:`speechanim.study`), the share of preference trials in which each method was picked, its 95%
+interval (participant-level bootstrap) and the number of participants, e.g. "62.0% [55.1, 68.4] (n=30)";
+without, or for a row the study does not compare, empty.  Both read the JSON summaries of
 :mod:`speechanim.evaluate`:
 
     python -m speechanim.tables table2 --metrics results/<ds>/metrics --out results/table2.csv
-    python -m speechanim.tables table3 --dataset <ds> ... results/<ds>/metrics ... --out results/table3.csv
+    python -m speechanim.tables table3 --dataset <ds> ... results/<ds>/metrics ... [--responses study.sqlite] \
+        --out results/table3.csv
 
 Several training seeds: give a dataset's metrics folders comma-separated, one per seed
 (``results/<ds>/metrics,results/<ds>/seed1/metrics,...``).  Each trained method's cell is then
@@ -162,9 +166,16 @@ def table2_rows(metrics_dirs: str | os.PathLike | list) -> list[dict[str, str]]:
     return [{"Method": label, **metric_cells(read_seeds(metrics_dirs, name))} for label, name in TABLE2_ROWS]
 
 
-def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list) -> list[dict[str, str]]:
-    return [{"Dataset": dataset, "Method": label, "User": "", **metric_cells(read_seeds(metrics_dirs, name))}
-            for label, name in TABLE3_ROWS]
+def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list,
+                responses: list[dict] | None = None) -> list[dict[str, str]]:
+    """Table 3's rows of one dataset; the User cells from the study's ``responses`` rows when given."""
+    user = {}
+    if responses is not None:
+        from .study.analysis import user_cells
+
+        user = user_cells(responses, dataset)
+    return [{"Dataset": dataset, "Method": label, "User": user.get(name, ""),
+             **metric_cells(read_seeds(metrics_dirs, name))} for label, name in TABLE3_ROWS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     t3.add_argument("--dataset", action="append", required=True, help="dataset name (repeat, in order)")
     t3.add_argument("metrics_dirs", nargs="+",
                     help="results/<dataset>/metrics folders, in the same order; several seeds' comma-separated")
+    t3.add_argument("--responses", default=None,
+                    help="the user study's answers (SQLite file or CSV export): fills the User column")
     t3.add_argument("--out", required=True)
     args = p.parse_args(argv)
     try:
@@ -195,7 +208,12 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.dataset) != len(args.metrics_dirs):
                 p.error("give one --dataset per metrics folder")
             columns = TABLE3_COLUMNS
-            rows = [r for d, m in zip(args.dataset, args.metrics_dirs) for r in table3_rows(d, m)]
+            responses = None
+            if args.responses:
+                from .study.db import read_responses
+
+                responses = read_responses(args.responses)
+            rows = [r for d, m in zip(args.dataset, args.metrics_dirs) for r in table3_rows(d, m, responses)]
     except (OSError, ValueError) as e:
         print(f"speechanim.tables: error: {e}", file=sys.stderr)
         return 1

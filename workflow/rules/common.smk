@@ -24,6 +24,8 @@ RESULTS = config["results_dir"]
 RUN_DATASETS = config["run_datasets"]
 SEEDS = config["seeds"]
 LOGS = config["logs_dir"]
+# The user study's answers (a SQLite file or its CSV export), or None: Table 3's User column and Fig. 9.
+USER_STUDY_RESPONSES = config["user_study"]["responses"]
 
 # GRID: speakers 1..34; speaker 21 has no video.
 GRID_SPEAKERS = [f"s{i}" for i in range(1, 35) if i != 21]
@@ -173,6 +175,21 @@ def metrics_dirs_of(input_files):
     return ",".join(dict.fromkeys(os.path.dirname(f) for f in input_files))
 
 
+# --- the user study (paper 4.5)
+
+
+def generated_dir(dataset):
+    """The first seed's generated videos of a dataset (the study shows those)."""
+    return f"{RESULTS}/{run_of(dataset, SEEDS[0])}/generated"
+
+
+def study_args():
+    """The study build's options from `user_study` (the counts go into the manifest as the server's defaults)."""
+    us = config["user_study"]
+    return shell_args("--pairs", us["pairs"], "--fake", us["turing_fake"], "--real", us["turing_real"],
+                      "--max-clips", us["max_clips"] or 0, "--seed", us["seed"])
+
+
 # --- the targets
 
 
@@ -182,11 +199,14 @@ def figures_of(dataset):
 
 
 def all_targets():
-    """The default target (`all`, `make table3`): Tables 1-3, the claims, every figure, the skip lists
-    and, for the embedded corpus, its samples."""
+    """The default target (`all`, `make table3`): Tables 1-3, the claims, every figure, the skip lists,
+    the user study's set (and Fig. 9 once `user_study.responses` is set) and, for the embedded corpus, its samples."""
     targets = [f"{RESULTS}/table1.csv", f"{RESULTS}/table2.csv", f"{RESULTS}/table3.csv", f"{RESULTS}/claims.md"]
     for dataset in RUN_DATASETS:
         targets += figures_of(dataset) + [f"{RESULTS}/{dataset}/skipped.tsv"]
     if "synthgrid" in RUN_DATASETS:
         targets.append(f"{RESULTS}/synthgrid/samples.png")
+    targets.append(f"{RESULTS}/study/manifest.json")  # the user study's videos, for `speechanim study serve`
+    if USER_STUDY_RESPONSES:
+        targets.append(f"{RESULTS}/figures/fig9_turing.png")
     return targets

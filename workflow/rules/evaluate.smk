@@ -78,17 +78,19 @@ rule table2:
 rule table3:
     """Table 3: the proposed model against the static baseline on every dataset, with the controls."""
     input:
-        [seed_metrics(dataset, TABLE3_METHODS) for dataset in RUN_DATASETS],
+        metrics=[seed_metrics(dataset, TABLE3_METHODS) for dataset in RUN_DATASETS],
+        responses=[USER_STUDY_RESPONSES] if USER_STUDY_RESPONSES else [],  # the User column (paper 4.5)
     output:
         report(f"{RESULTS}/table3.csv", caption="../report/table3.rst", category="Tables"),
     params:
         args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS]),
+        responses=lambda wc, input: shell_args("--responses", *input.responses) if input.responses else "",
     log:
         f"{LOGS}/evaluate/table3.log",
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m speechanim.tables table3 {params.args} --out {output:q} 2> {log:q}"
+        "python -m speechanim.tables table3 {params.args} {params.responses} --out {output:q} 2> {log:q}"
 
 
 rule claims:
