@@ -130,3 +130,22 @@ def test_missing_inputs_are_clear_errors(ckpt, packed, tmp_path, capsys):
     assert "none.h5: no such packed file" in capsys.readouterr().err
     assert not (tmp_path / "o.h5").exists()
 
+
+
+def test_an_imported_authors_model_generates_on_the_packed_crops(packed, tmp_path):
+    """An authors' checkpoint (speechanim import-sda) at another size and rate than the packed clips:
+    the still is warped onto its mean face, the audio resampled, the frames warped back."""
+    from test_sda import fake_dat
+
+    from speechanim.sda import convert_file
+
+    ckpt = convert_file(fake_dat(tmp_path / "grid.dat", img_size=(64, 48), audio_rate=16000), tmp_path / "grid.pt")
+    out = generate_file(ckpt, packed, tmp_path / "pretrained.h5", videos=tmp_path / "videos", limit_videos=1,
+                        progress=False)
+    with h5py.File(out, "r") as h5, h5py.File(packed, "r") as src:
+        for utt, n in CLIPS.items():
+            frames = h5[f"s1/{utt}"]["frames"][()]
+            assert frames.shape == (n, 3, *SIZE) and frames.dtype == np.uint8
+            assert frames.std() > 1.0
+        assert h5.attrs["variant"] == "sda"
+    assert probe(video_path(tmp_path / "videos", "s1/bbaf2n")).n_frames == 75

@@ -104,6 +104,23 @@ def test_default_dag_synthesises_the_embedded_corpus(tmp_path):
     assert re.search(rf"align_speaker\s+{n}\b", res.stdout + res.stderr)
 
 
+def test_pretrained_adds_the_authors_model_to_table3(tmp_path):
+    """config `pretrained: {dataset: file.dat}`: converted, generated and scored like a method, a row of Table 3."""
+    dat = tmp_path / "my models" / "grid.dat"
+    dat.parent.mkdir()
+    dat.write_bytes(b"stand-in: a dry run only checks the file exists")
+    res = _snakemake("-n", "-p", "--config", f"data_dir={tmp_path}/data", f"results_dir={tmp_path}/results",
+                     f"pretrained={{synthgrid: '{dat}'}}")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert re.search(r"python -m speechanim.sda '.*my models/grid.dat' -o .*/results/synthgrid/models/pretrained/generator.pt", out)
+    assert "--out " + str(tmp_path / "results/synthgrid/generated/pretrained.h5") in out
+    assert str(tmp_path / "results/synthgrid/metrics/pretrained.json") in out
+    assert re.search(r"speechanim.tables table3 .* --pretrained synthgrid", out)
+    bad = _snakemake("-n", "--config", f"data_dir={tmp_path}/data", "pretrained={lrw: x.dat}")
+    assert bad.returncode != 0 and "config: pretrained.lrw: unknown key" in bad.stdout + bad.stderr
+
+
 def test_slurm_profile_parses(tmp_path):
     res = _snakemake("--profile", "workflow/profiles/slurm", "-n", "--config", "run_datasets=[grid]",
                      f"data_dir={tmp_path}/data", f"results_dir={tmp_path}/results")

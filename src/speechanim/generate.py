@@ -14,7 +14,13 @@ Output: an HDF5 file with one group per clip, under the input's keys, holding ``
 ``(T, 3, H, W)`` (lossless, lzf, one frame a chunk: what the metrics read) and attributes
 ``speaker``, ``utterance``, ``words``, ``fps``, ``sample_rate``, ``variant``, ``checkpoint``;
 the file's own attributes name the checkpoint, variant, source file and seed.  With
-``--videos``, the first clips are also written as mp4 (H.264 + AAC with the clip's audio)::
+``--videos``, the first clips are also written as mp4 (H.264 + AAC with the clip's audio).
+
+A checkpoint imported from the authors' files (``speechanim import-sda``, the DAG's ``pretrained:``)
+has its own crop, alignment and audio rate: each still is warped from this project's canonical face
+onto the checkpoint's ``mean_face`` at its size, the audio resampled to its rate and cut with its
+window length (one window per frame of the clip), and the frames warped back, so that they line up
+with the real test frames the metrics compare them to (:func:`generate_imported`)::
 
     python -m speechanim.generate --checkpoint results/grid/models/full/generator.pt \\
         --h5 data/packed/grid/test.h5 --out results/grid/generated/full.h5 \\
@@ -129,6 +135,7 @@ def generate_file(checkpoint: str | os.PathLike, h5_path: str | os.PathLike, out
 
     With ``videos``, the first ``limit_videos`` clips (all when None), in key order, are also
     written as ``<videos>/<speaker>/<utterance>.mp4`` with the clip's audio.  Returns ``out_path``.
+    An imported authors' checkpoint goes through :func:`generate_imported` (one clip at a time).
     """
     checkpoint, h5_path, out_path = Path(checkpoint), Path(h5_path), Path(out_path)
     if batch_size < 1:
@@ -148,7 +155,12 @@ def generate_file(checkpoint: str | os.PathLike, h5_path: str | os.PathLike, out
         keys = clip_keys(source)
         if not keys:
             raise GenerationError(f"{h5_path}: holds no clips")
-        check_compatible(generator, source, keys, h5_path)
+        if payload.get("alignment") is not None:
+            batch_size = 1
+            adapter = ImportedAdapter(generator, payload, source[keys[0]], checkpoint)
+        else:
+            adapter = None
+            check_compatible(generator, source, keys, h5_path)
         clips = WholeClips(h5_path, window_s=generator.cfg.audio_window_s)
         n_videos = len(keys) if limit_videos is None else min(limit_videos, len(keys))
         if videos is not None:
@@ -160,11 +172,16 @@ def generate_file(checkpoint: str | os.PathLike, h5_path: str | os.PathLike, out
                       disable=None if progress else True) as bar:
                 for start in range(0, len(keys), batch_size):
                     items = [clips[i] for i in range(start, min(start + batch_size, len(keys)))]
+                    if adapter is not None:
+                        items = [adapter.inputs(it, source[it["key"]]) for it in items]
                     stills = torch.stack([it["still"] for it in items]).to(dev)
                     audio = [it["audio"].to(dev) for it in items]
                     noise = [clip_noise(generator, len(it["audio"]), clip_seed(seed, it["key"])).to(dev)
                              for it in items]
-                    for i, (item, frames) in enumerate(zip(items, generate_batch(generator, stills, audio, noise))):
+                    made = generate_batch(generator, stills, audio, noise)
+                    if adapter is not None:
+                        made = [adapter.back(f) for f in made]
+                    for i, (item, frames) in enumerate(zip(items, made)):
                         frames = frames.cpu().numpy()
                         src = source[item["key"]]
                         _write_generated(out, src, item["key"], frames, variant, checkpoint)
@@ -173,6 +190,51 @@ def generate_file(checkpoint: str | os.PathLike, h5_path: str | os.PathLike, out
                                         float(src.attrs["fps"]), src["audio"][()], int(src.attrs["sample_rate"]))
                     bar.update(len(items))
     return out_path
+
+
+class ImportedAdapter:
+    """Inputs and outputs of an imported authors' checkpoint on this project's packed clips.
+
+    The packed stills are aligned to the canonical face (:func:`speechanim.align.load_template`) at
+    the packed size; the checkpoint wants its ``mean_face`` at its own size. One similarity transform
+    (the canonical stable points onto the checkpoint's) maps one crop onto the other: the still goes
+    through it, the generated frames through its inverse. The audio (packed at its own rate, peak-
+    normalised) is resampled to the checkpoint's rate and cut into its windows, one per clip frame.
+    """
+
+    def __init__(self, generator: Generator, payload: dict, first: h5py.Group, checkpoint: Path):
+        from .align import estimate_transforms, load_template
+
+        self.cfg = generator.cfg
+        self.packed_size = tuple(first["frames"].shape[2:])
+        target = np.asarray(payload["alignment"]["stable_points"], np.float64)
+        self.forward = estimate_transforms(load_template(self.packed_size).stable[None], target, clip=str(checkpoint))[0]
+        self.inverse = np.linalg.inv(self.forward)
+
+    def inputs(self, item: dict, group: h5py.Group) -> dict:
+        from .align import warp_frames
+        from .animate import resample
+        from .audio import frame_audio
+        from .packing import to_unit_range
+
+        still = group["frames"][0].transpose(1, 2, 0)[None]
+        warped = warp_frames(still, self.forward[None], tuple(self.cfg.image_size))[0]
+        rate = int(group.attrs["sample_rate"])
+        samples = resample(group["audio"][()].astype(np.float64), rate, self.cfg.sample_rate)
+        n = len(item["audio"])
+        stride = int(self.cfg.sample_rate / float(group.attrs["fps"]))
+        windows = frame_audio(samples, n, self.cfg.sample_rate, float(group.attrs["fps"]), self.cfg.audio_window_s,
+                              stride=stride, trim=False)
+        return {**item, "still": torch.from_numpy(to_unit_range(warped.transpose(2, 0, 1).copy())),
+                "audio": torch.from_numpy(windows)}
+
+    def back(self, frames: torch.Tensor) -> torch.Tensor:
+        """Generated uint8 ``(T, 3, h, w)`` at the checkpoint's size -> ``(T, 3, H, W)`` on the packed crop."""
+        from .align import warp_frames
+
+        video = frames.cpu().numpy().transpose(0, 2, 3, 1)
+        back = warp_frames(video, np.repeat(self.inverse[None], len(video), 0), self.packed_size)
+        return torch.from_numpy(back.transpose(0, 3, 1, 2).copy())
 
 
 def _write_generated(out: h5py.File, src: h5py.Group, key: str, frames: np.ndarray, variant: str,

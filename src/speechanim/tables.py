@@ -96,6 +96,8 @@ TABLE2_ROWS = [("Ground Truth Videos", "ground_truth"), *CONTROL_ROWS, ("L1 loss
 TABLE2_COLUMNS = (["Method"] + [c for c, _, _ in METRIC_COLUMNS + SYNC_COLUMNS] + ["WER"]
                   + [c for c, _, _ in BLINK_COLUMNS])
 TABLE3_ROWS = [("Proposed Model", "full"), ("Baseline", "static"), ("Ground Truth Videos", "ground_truth"), *CONTROL_ROWS]
+#: The authors' released model, converted (speechanim import-sda; the DAG's `pretrained:`), for the datasets it is given.
+PRETRAINED_ROW = ("Authors' released model", "pretrained")
 TABLE3_COLUMNS = (["Dataset", "Method"] + [c for c, _, _ in METRIC_COLUMNS + SYNC_COLUMNS] + ["User", "WER"]
                   + [c for c, _, _ in BLINK_COLUMNS])
 #: The summaries (results/<dataset>/metrics/<name>.json) the tables read.
@@ -104,7 +106,7 @@ TABLE3_METHODS = [name for _, name in TABLE3_ROWS]
 
 
 #: Rows that do not depend on the generator's seed: read once, from a dataset's first metrics folder.
-SEED_INDEPENDENT = ("ground_truth", *(name for _, name in CONTROL_ROWS))
+SEED_INDEPENDENT = ("ground_truth", *(name for _, name in CONTROL_ROWS), PRETRAINED_ROW[1])
 
 
 def mean_std_cell(values: list, fmt: str) -> str:
@@ -167,15 +169,17 @@ def table2_rows(metrics_dirs: str | os.PathLike | list) -> list[dict[str, str]]:
 
 
 def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list,
-                responses: list[dict] | None = None) -> list[dict[str, str]]:
-    """Table 3's rows of one dataset; the User cells from the study's ``responses`` rows when given."""
+                responses: list[dict] | None = None, pretrained: bool = False) -> list[dict[str, str]]:
+    """Table 3's rows of one dataset; the User cells from the study's ``responses`` rows when given;
+    with ``pretrained``, the authors' released model's row after the baseline."""
+    rows = TABLE3_ROWS[:2] + [PRETRAINED_ROW] + TABLE3_ROWS[2:] if pretrained else TABLE3_ROWS
     user = {}
     if responses is not None:
         from .study.analysis import user_cells
 
         user = user_cells(responses, dataset)
     return [{"Dataset": dataset, "Method": label, "User": user.get(name, ""),
-             **metric_cells(read_seeds(metrics_dirs, name))} for label, name in TABLE3_ROWS]
+             **metric_cells(read_seeds(metrics_dirs, name))} for label, name in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="results/<dataset>/metrics folders, in the same order; several seeds' comma-separated")
     t3.add_argument("--responses", default=None,
                     help="the user study's answers (SQLite file or CSV export): fills the User column")
+    t3.add_argument("--pretrained", action="append", default=[], metavar="DATASET",
+                    help="add the authors' released model's row (metrics/pretrained.json) for this dataset (repeat)")
     t3.add_argument("--out", required=True)
     args = p.parse_args(argv)
     try:
@@ -213,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                 from .study.db import read_responses
 
                 responses = read_responses(args.responses)
-            rows = [r for d, m in zip(args.dataset, args.metrics_dirs) for r in table3_rows(d, m, responses)]
+            rows = [r for d, m in zip(args.dataset, args.metrics_dirs)
+                    for r in table3_rows(d, m, responses, pretrained=d in args.pretrained)]
     except (OSError, ValueError) as e:
         print(f"speechanim.tables: error: {e}", file=sys.stderr)
         return 1

@@ -24,6 +24,8 @@ RESULTS = config["results_dir"]
 RUN_DATASETS = config["run_datasets"]
 SEEDS = config["seeds"]
 LOGS = config["logs_dir"]
+# The authors' released models to score in Table 3: dataset -> their .dat file (speechanim import-sda).
+PRETRAINED = {d: path for d, path in (config.get("pretrained") or {}).items() if d in RUN_DATASETS}
 # The user study's answers (a SQLite file or its CSV export), or None: Table 3's User column and Fig. 9.
 USER_STUDY_RESPONSES = config["user_study"]["responses"]
 
@@ -152,13 +154,19 @@ def evaluate_args(wildcards):
 
 def generated_video(wildcards):
     """A method's generated videos; none for the real videos and the controls made from them."""
-    if wildcards.method in SEED_INDEPENDENT:
+    if wildcards.method in SEED_INDEPENDENT and wildcards.method != "pretrained":
         return []
     return f"{RESULTS}/{wildcards.run}/generated/{wildcards.method}.h5"
 
 
 def _trained_methods(methods):
     return [m for m in methods if m not in SEED_INDEPENDENT]
+
+
+def table3_metrics(dataset):
+    """Table 3's summaries of a dataset: seed_metrics, and the authors' model's when `pretrained` names one."""
+    extra = [f"{RESULTS}/{run_of(dataset, SEEDS[0])}/metrics/pretrained.json"] if dataset in PRETRAINED else []
+    return seed_metrics(dataset, TABLE3_METHODS) + extra
 
 
 def seed_metrics(dataset, methods):

@@ -41,7 +41,7 @@ rule evaluate_method:
         json=f"{RESULTS}/{{run}}/metrics/{{method}}.json",
         clips=f"{RESULTS}/{{run}}/metrics/{{method}}.csv",  # per clip
     wildcard_constraints:
-        method="ground_truth|still|shifted_audio|l1|l1_advimg|full|static",
+        method="ground_truth|still|shifted_audio|l1|l1_advimg|full|static|pretrained",
     params:
         args=evaluate_args,
         generated=lambda wc, input: shell_args("--generated", input.generated) if input.generated else "",
@@ -78,12 +78,13 @@ rule table2:
 rule table3:
     """Table 3: the proposed model against the static baseline on every dataset, with the controls."""
     input:
-        metrics=[seed_metrics(dataset, TABLE3_METHODS) for dataset in RUN_DATASETS],
+        metrics=[table3_metrics(dataset) for dataset in RUN_DATASETS],
         responses=[USER_STUDY_RESPONSES] if USER_STUDY_RESPONSES else [],  # the User column (paper 4.5)
     output:
         report(f"{RESULTS}/table3.csv", caption="../report/table3.rst", category="Tables"),
     params:
-        args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS]),
+        args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS],
+                        *[w for d in PRETRAINED for w in ("--pretrained", d)]),
         responses=lambda wc, input: shell_args("--responses", *input.responses) if input.responses else "",
     log:
         f"{LOGS}/evaluate/table3.log",

@@ -92,3 +92,23 @@ rule syncnet:
     shell:
         "OMP_NUM_THREADS={threads} python -m speechanim.syncnet train --train {input.train:q} --val {input.val:q}"
         " --out {output.model:q} --config {params.cfg:q} 2> {log:q}"
+
+
+rule import_pretrained:
+    """The authors' released model of a dataset (config `pretrained`: their grid.dat, timit.dat, ...) in this
+    project's checkpoint format, scored as a method of Table 3 (speechanim import-sda)."""
+    input:
+        lambda wc: PRETRAINED[wc.dataset],
+    output:
+        f"{RESULTS}/{{dataset}}/models/pretrained/generator.pt",
+    wildcard_constraints:
+        dataset="[^/]+",
+    log:
+        f"{LOGS}/train/{{dataset}}/import_pretrained.log",
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m speechanim.sda {input:q} -o {output:q} > {log:q} 2>&1"
