@@ -124,8 +124,39 @@ def study_export(command: str, tmp_path: Path) -> None:
     assert len(rows) == 2 and rows[1].startswith("a" * 32) and ",fake,,0," in rows[1], rows
 
 
+def import_sda(command: str, tmp_path: Path) -> None:
+    """The command as written, on a file laid out as the authors' (tests/test_sda.py builds it)."""
+    from test_sda import fake_dat
+
+    args = shlex.split(command)
+    fake_dat(tmp_path / args[2])
+    res = run([str(BIN / "speechanim"), *args[1:]], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / args[args.index("-o") + 1]).stat().st_size > 0
+
+
+def stream_pipe(command: str, tmp_path: Path) -> None:
+    """The pipeline as written (ffmpeg is imageio-ffmpeg's binary here), a tiny checkpoint, a real face and speech."""
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    grid = REPO.parent / "shared" / "data" / "grid-mini" / "bbaf2n.mpg"
+    frames, _ = read_video(grid)
+    skimage.io.imsave(tmp_path / "face.jpg", frames[0], check_contrast=False)
+    write_wav(tmp_path / "speech.wav", read_audio(grid, 44100), 44100)
+    args = shlex.split(command.split("|", 1)[1])
+    tiny_generator_checkpoint(tmp_path / args[args.index("--checkpoint") + 1], (64, 48), 16000)
+    res = run(["bash", "-o", "pipefail", "-c", command.replace("ffmpeg ", shlex.quote(get_ffmpeg_exe()) + " -v error ", 1)],
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / args[args.index("-o") + 1]).stat().st_size > 0
+    y4m = (tmp_path / args[args.index("--frames-out") + 1]).read_bytes()
+    assert y4m.startswith(b"YUV4MPEG2 W48 H64 F25:1") and y4m.count(b"FRAME\n") == 75
+
+
 HOW = [
     (r"make (table3|test|report|dag)$", make_dry_run),
+    (r"speechanim import-sda ", import_sda),
+    (r"ffmpeg -i \S+ .*\| speechanim animate --stream ", stream_pipe),
     (r"speechanim animate ", animate),
     (r"speechanim study serve ", study_serve),
     (r"speechanim study export ", study_export),

@@ -49,7 +49,8 @@ class ModelConfig:
     # (H, W) of the still and the generated frames: 128 rows x 96 columns in the authors' GRID model
     # (sda/sda.py resizes to model_dict["img_size"]; their example still is 96 wide, 128 high).
     image_size: tuple[int, int] = (128, 96)
-    # Raw-audio sample rate. The project packs at 16 kHz; the authors' checkpoints use 50 kHz.
+    # Raw-audio sample rate. The project packs at 16 kHz; an imported authors' checkpoint (speechanim.sda) brings
+    # its own (their GRID audio is 50 kHz; the files' first audio conv sizes suggest 40-48 kHz for grid/timit.dat).
     sample_rate: int = 16000
     # "divided into overlapping frames each corresponding to 0.16 seconds" (paper, 3.1).
     audio_window_s: float = 0.16
@@ -64,7 +65,7 @@ class ModelConfig:
     # desired size" (3.1.2); the authors' code reads it from the checkpoint (sda/sda.py aud_enc_dim).
     # 256 is our choice; the size of their released GRID checkpoint (221,179,358 bytes, LFS pointer
     # sda/data/grid.dat) matches this module's generator built with id_dim=128, audio_feat_dim=256,
-    # 0.2 s windows at 50 kHz to within 23 kB (an inference, not a documented value).
+    # 0.2 s windows at 40-50 kHz to within a few kB (an inference, not a documented value).
     audio_feat_dim: int = 256
     # z_c: "a 2 layer GRU, which produces a context encoding z_c with 256 elements" (paper, 3.1.2).
     context_dim: int = 256
