@@ -78,9 +78,8 @@ def audio_rate(path: str | os.PathLike) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Frame count, frame rate, size and audio stream of a video, without ffprobe."""
-    path = Path(path)
+def _stream_info(path: Path) -> tuple[int, int, float, int | None, int | None, bool]:
+    """Width, height, fps, audio rate, audio channels and whether there is audio, from ``ffmpeg -i``."""
     _check_exists(path)
     text = _ffmpeg_info(path)
     if "Invalid data found" in text or "Error opening input" in text:
@@ -102,13 +101,20 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         layout = audio.group(2)
         count = re.match(r"\d+", layout)
         channels = 1 if layout == "mono" else 2 if layout == "stereo" else int(count.group()) if count else None
+    return width, height, fps, rate, channels, audio is not None
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, frame rate, size and audio stream of a video, without ffprobe."""
+    path = Path(path)
+    width, height, fps, rate, channels, has_audio = _stream_info(path)
     try:
         n_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
     except RuntimeError as err:
         raise MediaError(f"{path}: cannot count frames ({err})") from err
     if n_frames <= 0:
         raise MediaError(f"{path}: video stream has no frames")
-    return VideoInfo(path, n_frames, fps, width, height, n_frames / fps, audio is not None, rate, channels)
+    return VideoInfo(path, n_frames, fps, width, height, n_frames / fps, has_audio, rate, channels)
 
 
 def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | None = None) -> tuple[np.ndarray, float]:
@@ -119,11 +125,12 @@ def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | Non
     video at another rate is resampled to it on decode (ffmpeg's ``fps`` filter: frames dropped or
     repeated at the nearest time), and ``fps`` is returned.
     """
-    info = probe(path)
-    path = info.path
+    path = Path(path)
+    # the stream's size and rate only: counting the frames (probe) would decode the video a second time
+    width, height, in_fps, *_ = _stream_info(path)
     stream = ffmpeg.input(str(path)).video
-    out_fps = info.fps
-    if fps is not None and abs(fps - info.fps) > 1e-3:
+    out_fps = in_fps
+    if fps is not None and abs(fps - in_fps) > 1e-3:
         stream, out_fps = stream.filter("fps", fps=fps), float(fps)
     try:
         out, err = (
@@ -137,10 +144,12 @@ def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | Non
     problem = _first_problem(err)
     if strict and problem:
         raise MediaError(f"{path}: corrupt or truncated video ({problem})")
-    frame_bytes = info.width * info.height * 3
-    if len(out) == 0 or len(out) % frame_bytes:
-        raise MediaError(f"{path}: decoded {len(out)} bytes, not a whole number of {info.width}x{info.height} frames")
-    frames = np.frombuffer(out, np.uint8).reshape(-1, info.height, info.width, 3)
+    frame_bytes = width * height * 3
+    if len(out) == 0:
+        raise MediaError(f"{path}: video stream has no frames")
+    if len(out) % frame_bytes:
+        raise MediaError(f"{path}: decoded {len(out)} bytes, not a whole number of {width}x{height} frames")
+    frames = np.frombuffer(out, np.uint8).reshape(-1, height, width, 3)
     return frames, out_fps
 
 
