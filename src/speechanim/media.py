@@ -78,10 +78,9 @@ def audio_rate(path: str | os.PathLike) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stream_info(path: Path) -> tuple[int, int, float, int | None, int | None, bool]:
-    """Width, height, fps, audio rate, audio channels and whether there is audio, from ``ffmpeg -i``."""
-    _check_exists(path)
-    text = _ffmpeg_info(path)
+def _parse_streams(path: Path, text: str) -> tuple[int, int, float, int | None, int | None, bool]:
+    """Width, height, fps, audio rate, audio channels and whether there is audio, from what ffmpeg
+    logs about its input (``ffmpeg -i``, or a decode's log at level info)."""
     if "Invalid data found" in text or "Error opening input" in text:
         raise MediaError(f"{path}: not a video or audio file ffmpeg can read")
     video = re.search(r"Stream #\S+.*?: Video: .*?(\d{2,5})x(\d{2,5})", text)
@@ -104,6 +103,32 @@ def _stream_info(path: Path) -> tuple[int, int, float, int | None, int | None, b
     return width, height, fps, rate, channels, audio is not None
 
 
+def _stream_info(path: Path) -> tuple[int, int, float, int | None, int | None, bool]:
+    """:func:`_parse_streams` of ``ffmpeg -i``."""
+    _check_exists(path)
+    return _parse_streams(path, _ffmpeg_info(path))
+
+
+# ffmpeg's log with ``-loglevel level+info``: each line's level in brackets after its context prefixes
+_LEVEL_LINE = re.compile(r"^((?:\[[^\]]*\] )*?)\[(panic|fatal|error|warning|info|verbose|debug|trace)\] ?(.*)$")
+_PROBLEM_LEVELS = ("panic", "fatal", "error")
+
+
+def _split_log(stderr: bytes) -> tuple[str, bytes]:
+    """A ``level+info`` log as (every line without its level tag, the lines ``-v error`` would print)."""
+    lines, problems = [], []
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        m = _LEVEL_LINE.match(line)
+        if m is None:
+            lines.append(line)
+            continue
+        plain = m.group(1) + m.group(3)
+        lines.append(plain)
+        if m.group(2) in _PROBLEM_LEVELS:
+            problems.append(plain)
+    return "\n".join(lines), "\n".join(problems).encode("utf-8")
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Frame count, frame rate, size and audio stream of a video, without ffprobe."""
     path = Path(path)
@@ -117,6 +142,23 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(path, n_frames, fps, width, height, n_frames / fps, has_audio, rate, channels)
 
 
+def _decode_rgb(path: Path, fps: float | None, loglevel: str) -> tuple[bytes, bytes, bool]:
+    """Raw rgb24 frames of a video (resampled to ``fps`` if given), ffmpeg's log, and whether it failed."""
+    stream = ffmpeg.input(str(path)).video
+    if fps is not None:
+        stream = stream.filter("fps", fps=fps)
+    try:
+        out, err = (
+            stream
+            .output("pipe:", format="rawvideo", pix_fmt="rgb24")
+            .global_args("-hide_banner", "-nostats", "-loglevel", loglevel, "-nostdin")
+            .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as e:
+        return b"", e.stderr, True
+    return out, err, False
+
+
 def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | None = None) -> tuple[np.ndarray, float]:
     """Decode every frame of a video as ``(T, H, W, 3)`` uint8 RGB; also return its fps.
 
@@ -126,22 +168,21 @@ def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | Non
     repeated at the nearest time), and ``fps`` is returned.
     """
     path = Path(path)
-    # the stream's size and rate only: counting the frames (probe) would decode the video a second time
-    width, height, in_fps, *_ = _stream_info(path)
-    stream = ffmpeg.input(str(path)).video
+    _check_exists(path)
+    # One ffmpeg both decodes and, logging at level info, tells the stream's size and rate; the
+    # problems are the lines of level error and above, what ``-v error`` prints.  Only when the
+    # video must be resampled is it decoded again, through the fps filter.
+    out, log, failed = _decode_rgb(path, None, "level+info")
+    text, problems = _split_log(log)
+    # the input's streams only: what follows "Stream mapping:" describes the output
+    width, height, in_fps, *_ = _parse_streams(path, text.split("\nStream mapping:")[0])
     out_fps = in_fps
-    if fps is not None and abs(fps - in_fps) > 1e-3:
-        stream, out_fps = stream.filter("fps", fps=fps), float(fps)
-    try:
-        out, err = (
-            stream
-            .output("pipe:", format="rawvideo", pix_fmt="rgb24")
-            .global_args("-v", "error", "-nostdin")
-            .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
-        )
-    except ffmpeg.Error as e:
-        raise MediaError(f"{path}: cannot decode video ({_first_problem(e.stderr) or 'ffmpeg failed'})") from None
-    problem = _first_problem(err)
+    if not failed and fps is not None and abs(fps - in_fps) > 1e-3:
+        out_fps = float(fps)
+        out, problems, failed = _decode_rgb(path, out_fps, "error")
+    if failed:
+        raise MediaError(f"{path}: cannot decode video ({_first_problem(problems) or 'ffmpeg failed'})")
+    problem = _first_problem(problems)
     if strict and problem:
         raise MediaError(f"{path}: corrupt or truncated video ({problem})")
     frame_bytes = width * height * 3
