@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         best = min(runs)
         cli = []
         if not args.no_cli:
-            env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            src = Path(preprocess.__file__).resolve().parents[1]  # the package this process imported
+            env = dict(os.environ, PYTHONPATH=str(src) + os.pathsep + os.environ.get("PYTHONPATH", ""))
             for _ in range(args.repeats):
                 w0, c0 = time.perf_counter(), cpu()
                 subprocess.run([sys.executable, "-m", "speechanim.preprocess", *argv_job], env=env, check=True,
