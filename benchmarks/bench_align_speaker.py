@@ -18,7 +18,9 @@ per second per core whatever else runs on the machine.  Wall seconds are printed
   rule's command: adds interpreter start and imports, which a real 1000-clip speaker amortises and
   8 clips do not.  Best of ``--repeats``.
 * the breakdown (one more in-process run, each stage's function wrapped in a CPU timer): decode
-  (``read_video``: probing and decoding), audio (the track's decode, normalisation, trim), landmarks
+  (``read_video_and_audio``: the video and its audio track in one ffmpeg, or ``read_video`` where
+  the package has no such function), audio (the track's own decode where it is read apart,
+  normalisation, trim), landmarks
   (mediapipe FaceMesh, ``detect_landmarks``), fit+warp (``align_video`` less the landmarks: gaps,
   smoothing, transforms, warp, landmark mapping), write (``write_clip``: HDF5 datasets) and other
   (the rest: manifest, words, file open/close, skip list).
@@ -41,7 +43,7 @@ import h5py
 
 from speechanim import align as align_mod
 from speechanim import preprocess
-from speechanim.media import read_audio, write_wav
+from speechanim.media import read_audio, read_video, write_wav
 from speechanim.raw.layout import Utterance, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +107,10 @@ class Stages:
 
 @contextmanager
 def instrumented(stages: Stages):
-    patches = [(preprocess, "read_video", "decode"), (preprocess, "_audio", "audio"),
+    # decode: the video, and with it the audio track where one ffmpeg reads both (read_video_and_audio;
+    # before it, preprocess called read_video and _audio apart)
+    decode = "read_video_and_audio" if hasattr(preprocess, "read_video_and_audio") else "read_video"
+    patches = [(preprocess, decode, "decode"), (preprocess, "_audio", "audio"),
                (preprocess, "normalise", "audio"), (preprocess, "fit_length", "audio"),
                (preprocess, "align_video", "fit+warp"), (align_mod, "detect_landmarks", "landmarks"),
                (preprocess, "write_clip", "write")]
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         out = td / "out"
         out.mkdir()
         argv_job = job_args(raw, out)
-        align_mod.detect_landmarks(preprocess.read_video(raw / "bbaf2n.mpg")[0][:2])  # load mediapipe once
+        align_mod.detect_landmarks(read_video(raw / "bbaf2n.mpg")[0][:2])  # load mediapipe once
 
         def in_process() -> tuple[float, float, int]:
             w0, c0 = time.perf_counter(), cpu()

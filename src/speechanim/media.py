@@ -194,6 +194,37 @@ def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | Non
     return frames, out_fps
 
 
+def read_video_and_audio(path: str | os.PathLike, sample_rate: int, *,
+                         fps: float | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """:func:`read_video` (strict) and :func:`read_audio` of the same file in one ffmpeg process.
+
+    Returns ``(frames, fps, audio)``, the same arrays the two functions give.  The one process is
+    used only when it decodes both tracks without any problem and the video needs no resampling;
+    otherwise (damaged file, no audio track, another frame rate) the video is read by
+    :func:`read_video`, with its errors, and ``audio`` is ``None``: read it apart (or from elsewhere).
+    """
+    path = Path(path)
+    _check_exists(path)
+    with tempfile.TemporaryDirectory(prefix="speechanim-audio-") as td:
+        pcm = Path(td) / "audio.f32"
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "level+info", "-nostdin", "-i", str(path),
+               "-map", "0:v", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:",
+               "-f", "f32le", "-ac", "1", "-acodec", "pcm_f32le", "-ar", str(int(sample_rate)), "-map", "0:a:0",
+               str(pcm)]
+        run = subprocess.run(cmd, capture_output=True)
+        text, problems = _split_log(run.stderr)
+        audio = np.fromfile(pcm, np.float32) if run.returncode == 0 and pcm.is_file() else np.zeros(0, np.float32)
+    try:
+        width, height, in_fps, *_ = _parse_streams(path, text.split("\nStream mapping:")[0])
+    except MediaError:
+        width = height = in_fps = 0
+    clean = run.returncode == 0 and not _first_problem(problems) and audio.size > 0 and width > 0
+    if clean and (fps is None or abs(fps - in_fps) <= 1e-3) and run.stdout and len(run.stdout) % (width * height * 3) == 0:
+        return np.frombuffer(run.stdout, np.uint8).reshape(-1, height, width, 3), in_fps, audio
+    frames, out_fps = read_video(path, fps=fps)
+    return frames, out_fps, None
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True) -> np.ndarray:
     """The first audio track of any file ffmpeg reads (video or audio), as mono float32 at ``sample_rate``."""
     path = Path(path)
