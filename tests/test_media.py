@@ -33,7 +33,8 @@ def test_video_and_audio_in_one_process_equal_the_separate_reads(grid_mini, tmp_
     assert np.array_equal(audio, media.read_audio(grid_mini / "lbax4n.mpg", 16000))
     # another frame rate, or no audio track: read_video's frames and no audio (the caller reads it apart)
     frames, fps, audio = media.read_video_and_audio(grid_mini / "lbax4n.mpg", 16000, fps=30.0)
-    assert audio is None and fps == 30.0 and np.array_equal(frames, media.read_video(grid_mini / "lbax4n.mpg", fps=30.0)[0])
+    assert audio is None and fps == 30.0
+    assert np.array_equal(frames, media.read_video(grid_mini / "lbax4n.mpg", fps=30.0)[0])
     silent = media.write_video(tmp_path / "silent.mp4", ref[:10], 25)
     frames, _, audio = media.read_video_and_audio(silent, 16000)
     assert audio is None and np.array_equal(frames, media.read_video(silent)[0])

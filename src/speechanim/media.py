@@ -219,7 +219,8 @@ def read_video_and_audio(path: str | os.PathLike, sample_rate: int, *,
     except MediaError:
         width = height = in_fps = 0
     clean = run.returncode == 0 and not _first_problem(problems) and audio.size > 0 and width > 0
-    if clean and (fps is None or abs(fps - in_fps) <= 1e-3) and run.stdout and len(run.stdout) % (width * height * 3) == 0:
+    same_rate = fps is None or abs(fps - in_fps) <= 1e-3
+    if clean and same_rate and run.stdout and len(run.stdout) % (width * height * 3) == 0:
         return np.frombuffer(run.stdout, np.uint8).reshape(-1, height, width, 3), in_fps, audio
     frames, out_fps = read_video(path, fps=fps)
     return frames, out_fps, None
