@@ -13,7 +13,8 @@ frames per second divided by the number of cores.  Stages, each timed on its own
 * warp cv2 / warp skimage: ``warp_frames`` to 128 x 96 with each backend
 * total: ``align_video`` end to end (detection included; video decoding excluded)
 
-The best of ``--repeats`` runs is reported for each stage.
+The best of ``--repeats`` runs is reported for each stage.  The whole ``align_speaker`` job (decoding,
+audio and the HDF5 file included) is timed by ``bench_align_speaker.py``.
 """
 from __future__ import annotations
 

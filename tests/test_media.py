@@ -25,6 +25,26 @@ def test_read_video_and_audio(grid_mini):
     assert len(media.read_audio(grid_mini / "bbaf2n.mpg", 50000)) / 50000 == pytest.approx(2.98, abs=0.02)
 
 
+def test_video_and_audio_in_one_process_equal_the_separate_reads(grid_mini, tmp_path):
+    frames, fps, audio = media.read_video_and_audio(grid_mini / "lbax4n.mpg", 16000, fps=25.0)
+    ref, ref_fps = media.read_video(grid_mini / "lbax4n.mpg")
+    assert fps == ref_fps and np.array_equal(frames, ref)
+    assert audio is not None and audio.dtype == np.float32
+    assert np.array_equal(audio, media.read_audio(grid_mini / "lbax4n.mpg", 16000))
+    # another frame rate, or no audio track: read_video's frames and no audio (the caller reads it apart)
+    frames, fps, audio = media.read_video_and_audio(grid_mini / "lbax4n.mpg", 16000, fps=30.0)
+    assert audio is None and fps == 30.0
+    assert np.array_equal(frames, media.read_video(grid_mini / "lbax4n.mpg", fps=30.0)[0])
+    silent = media.write_video(tmp_path / "silent.mp4", ref[:10], 25)
+    frames, _, audio = media.read_video_and_audio(silent, 16000)
+    assert audio is None and np.array_equal(frames, media.read_video(silent)[0])
+    # a damaged file: read_video's error
+    truncated = tmp_path / "truncated.mpg"
+    truncated.write_bytes((grid_mini / "bbaf2n.mpg").read_bytes()[:150_000])
+    with pytest.raises(media.MediaError, match=r"truncated.mpg: corrupt or truncated video"):
+        media.read_video_and_audio(truncated, 16000)
+
+
 @pytest.mark.parametrize("codec,suffix,max_err", [("h264", ".mp4", 3.0), ("mpeg1", ".mpg", 4.0)])
 def test_encode_decode_round_trip(grid_mini, tmp_path, codec, suffix, max_err):
     frames, fps = media.read_video(grid_mini / "sbia1a.mpg")

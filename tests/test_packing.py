@@ -34,7 +34,7 @@ def test_round_trip_and_layout(packed):
         assert clip_keys(h5) == ["s1/bbaf2n", "s1/bbaf2n_mirror", "s2/lwbsza", "s2/sbia1a"]
         d = h5["s1/bbaf2n/frames"]
         assert d.shape == (30, 3, 16, 12) and d.dtype == np.uint8 and d.chunks == (1, 3, 16, 12)
-        assert d.compression == "lzf"
+        assert d.compression is None  # packing.CLIP_COMPRESSION: lzf gained 4% on real crops at a tenth of the align job
         back = read_clip(h5, "s2/lwbsza")
     np.testing.assert_array_equal(back.frames, clips[2].frames)
     np.testing.assert_array_equal(back.audio, clips[2].audio)

@@ -35,10 +35,12 @@ nothing here reads anything outside the package at run time.
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import cv2
 import numpy as np
@@ -287,6 +289,33 @@ def _face_mesh(static: bool, max_faces: int, min_confidence: float) -> Any:
     )
 
 
+# Idle FaceMesh graphs by (process, settings).  Making a graph (parsing its config, loading the models)
+# costs about twice a reset, which closes the graph and starts it again: the same state as a new one
+# (no tracked face), so a speaker's clips give the same landmarks either way.  A graph is taken out
+# while in use (a nested call makes its own) and put back only when its clip went through.
+_IDLE_MESHES: dict[tuple[int, bool, int, float], Any] = {}
+
+
+@contextmanager
+def _fresh_mesh(static: bool, max_faces: int, min_confidence: float) -> Iterator[Any]:
+    """A FaceMesh graph in its initial state: an idle one reset, else a new one."""
+    key = (os.getpid(), static, max_faces, min_confidence)  # a forked process makes its own
+    mesh = _IDLE_MESHES.pop(key, None)
+    if mesh is None:
+        mesh = _face_mesh(static, max_faces, min_confidence)
+    else:
+        mesh.reset()
+    try:
+        yield mesh
+    except BaseException:
+        mesh.close()
+        raise
+    if key in _IDLE_MESHES:
+        mesh.close()
+    else:
+        _IDLE_MESHES[key] = mesh
+
+
 # Tracking mode takes its first landmarks from the face detector's box and later ones from the box
 # of the previous landmarks; the two differ by about a pixel, and the tracker settles within a few
 # frames.  Feeding the first frame this many times before recording makes frame 0 agree with the
@@ -304,7 +333,7 @@ def _detect(frames: np.ndarray, *, static: bool, max_faces: int, min_confidence:
     landmarks = np.full((t, N_LANDMARKS, 2), np.nan)
     n_faces = np.zeros(t, np.int64)
     scale = np.array([w, h], np.float64)
-    with _face_mesh(static, max_faces, min_confidence) as mesh:
+    with _fresh_mesh(static, max_faces, min_confidence) as mesh:
         if not static:
             first = np.ascontiguousarray(frames[0])
             for _ in range(_TRACKER_PRIMING):

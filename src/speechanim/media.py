@@ -78,11 +78,9 @@ def audio_rate(path: str | os.PathLike) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Frame count, frame rate, size and audio stream of a video, without ffprobe."""
-    path = Path(path)
-    _check_exists(path)
-    text = _ffmpeg_info(path)
+def _parse_streams(path: Path, text: str) -> tuple[int, int, float, int | None, int | None, bool]:
+    """Width, height, fps, audio rate, audio channels and whether there is audio, from what ffmpeg
+    logs about its input (``ffmpeg -i``, or a decode's log at level info)."""
     if "Invalid data found" in text or "Error opening input" in text:
         raise MediaError(f"{path}: not a video or audio file ffmpeg can read")
     video = re.search(r"Stream #\S+.*?: Video: .*?(\d{2,5})x(\d{2,5})", text)
@@ -102,13 +100,63 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         layout = audio.group(2)
         count = re.match(r"\d+", layout)
         channels = 1 if layout == "mono" else 2 if layout == "stereo" else int(count.group()) if count else None
+    return width, height, fps, rate, channels, audio is not None
+
+
+def _stream_info(path: Path) -> tuple[int, int, float, int | None, int | None, bool]:
+    """:func:`_parse_streams` of ``ffmpeg -i``."""
+    _check_exists(path)
+    return _parse_streams(path, _ffmpeg_info(path))
+
+
+# ffmpeg's log with ``-loglevel level+info``: each line's level in brackets after its context prefixes
+_LEVEL_LINE = re.compile(r"^((?:\[[^\]]*\] )*?)\[(panic|fatal|error|warning|info|verbose|debug|trace)\] ?(.*)$")
+_PROBLEM_LEVELS = ("panic", "fatal", "error")
+
+
+def _split_log(stderr: bytes) -> tuple[str, bytes]:
+    """A ``level+info`` log as (every line without its level tag, the lines ``-v error`` would print)."""
+    lines, problems = [], []
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        m = _LEVEL_LINE.match(line)
+        if m is None:
+            lines.append(line)
+            continue
+        plain = m.group(1) + m.group(3)
+        lines.append(plain)
+        if m.group(2) in _PROBLEM_LEVELS:
+            problems.append(plain)
+    return "\n".join(lines), "\n".join(problems).encode("utf-8")
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, frame rate, size and audio stream of a video, without ffprobe."""
+    path = Path(path)
+    width, height, fps, rate, channels, has_audio = _stream_info(path)
     try:
         n_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
     except RuntimeError as err:
         raise MediaError(f"{path}: cannot count frames ({err})") from err
     if n_frames <= 0:
         raise MediaError(f"{path}: video stream has no frames")
-    return VideoInfo(path, n_frames, fps, width, height, n_frames / fps, audio is not None, rate, channels)
+    return VideoInfo(path, n_frames, fps, width, height, n_frames / fps, has_audio, rate, channels)
+
+
+def _decode_rgb(path: Path, fps: float | None, loglevel: str) -> tuple[bytes, bytes, bool]:
+    """Raw rgb24 frames of a video (resampled to ``fps`` if given), ffmpeg's log, and whether it failed."""
+    stream = ffmpeg.input(str(path)).video
+    if fps is not None:
+        stream = stream.filter("fps", fps=fps)
+    try:
+        out, err = (
+            stream
+            .output("pipe:", format="rawvideo", pix_fmt="rgb24")
+            .global_args("-hide_banner", "-nostats", "-loglevel", loglevel, "-nostdin")
+            .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as e:
+        return b"", e.stderr, True
+    return out, err, False
 
 
 def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | None = None) -> tuple[np.ndarray, float]:
@@ -119,29 +167,63 @@ def read_video(path: str | os.PathLike, *, strict: bool = True, fps: float | Non
     video at another rate is resampled to it on decode (ffmpeg's ``fps`` filter: frames dropped or
     repeated at the nearest time), and ``fps`` is returned.
     """
-    info = probe(path)
-    path = info.path
-    stream = ffmpeg.input(str(path)).video
-    out_fps = info.fps
-    if fps is not None and abs(fps - info.fps) > 1e-3:
-        stream, out_fps = stream.filter("fps", fps=fps), float(fps)
-    try:
-        out, err = (
-            stream
-            .output("pipe:", format="rawvideo", pix_fmt="rgb24")
-            .global_args("-v", "error", "-nostdin")
-            .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
-        )
-    except ffmpeg.Error as e:
-        raise MediaError(f"{path}: cannot decode video ({_first_problem(e.stderr) or 'ffmpeg failed'})") from None
-    problem = _first_problem(err)
+    path = Path(path)
+    _check_exists(path)
+    # One ffmpeg both decodes and, logging at level info, tells the stream's size and rate; the
+    # problems are the lines of level error and above, what ``-v error`` prints.  Only when the
+    # video must be resampled is it decoded again, through the fps filter.
+    out, log, failed = _decode_rgb(path, None, "level+info")
+    text, problems = _split_log(log)
+    # the input's streams only: what follows "Stream mapping:" describes the output
+    width, height, in_fps, *_ = _parse_streams(path, text.split("\nStream mapping:")[0])
+    out_fps = in_fps
+    if not failed and fps is not None and abs(fps - in_fps) > 1e-3:
+        out_fps = float(fps)
+        out, problems, failed = _decode_rgb(path, out_fps, "error")
+    if failed:
+        raise MediaError(f"{path}: cannot decode video ({_first_problem(problems) or 'ffmpeg failed'})")
+    problem = _first_problem(problems)
     if strict and problem:
         raise MediaError(f"{path}: corrupt or truncated video ({problem})")
-    frame_bytes = info.width * info.height * 3
-    if len(out) == 0 or len(out) % frame_bytes:
-        raise MediaError(f"{path}: decoded {len(out)} bytes, not a whole number of {info.width}x{info.height} frames")
-    frames = np.frombuffer(out, np.uint8).reshape(-1, info.height, info.width, 3)
+    frame_bytes = width * height * 3
+    if len(out) == 0:
+        raise MediaError(f"{path}: video stream has no frames")
+    if len(out) % frame_bytes:
+        raise MediaError(f"{path}: decoded {len(out)} bytes, not a whole number of {width}x{height} frames")
+    frames = np.frombuffer(out, np.uint8).reshape(-1, height, width, 3)
     return frames, out_fps
+
+
+def read_video_and_audio(path: str | os.PathLike, sample_rate: int, *,
+                         fps: float | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """:func:`read_video` (strict) and :func:`read_audio` of the same file in one ffmpeg process.
+
+    Returns ``(frames, fps, audio)``, the same arrays the two functions give.  The one process is
+    used only when it decodes both tracks without any problem and the video needs no resampling;
+    otherwise (damaged file, no audio track, another frame rate) the video is read by
+    :func:`read_video`, with its errors, and ``audio`` is ``None``: read it apart (or from elsewhere).
+    """
+    path = Path(path)
+    _check_exists(path)
+    with tempfile.TemporaryDirectory(prefix="speechanim-audio-") as td:
+        pcm = Path(td) / "audio.f32"
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "level+info", "-nostdin", "-i", str(path),
+               "-map", "0:v", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:",
+               "-f", "f32le", "-ac", "1", "-acodec", "pcm_f32le", "-ar", str(int(sample_rate)), "-map", "0:a:0",
+               str(pcm)]
+        run = subprocess.run(cmd, capture_output=True)
+        text, problems = _split_log(run.stderr)
+        audio = np.fromfile(pcm, np.float32) if run.returncode == 0 and pcm.is_file() else np.zeros(0, np.float32)
+    try:
+        width, height, in_fps, *_ = _parse_streams(path, text.split("\nStream mapping:")[0])
+    except MediaError:
+        width = height = in_fps = 0
+    clean = run.returncode == 0 and not _first_problem(problems) and audio.size > 0 and width > 0
+    same_rate = fps is None or abs(fps - in_fps) <= 1e-3
+    if clean and same_rate and run.stdout and len(run.stdout) % (width * height * 3) == 0:
+        return np.frombuffer(run.stdout, np.uint8).reshape(-1, height, width, 3), in_fps, audio
+    frames, out_fps = read_video(path, fps=fps)
+    return frames, out_fps, None
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True) -> np.ndarray:

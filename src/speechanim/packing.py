@@ -3,7 +3,7 @@
 One HDF5 file holds many clips, one group per clip (``<speaker>/<utterance>``, with ``_mirror``
 appended to the utterance for the mirrored copy of a training clip):
 
-* ``frames``    uint8 ``(T, 3, H, W)``: the aligned face crops, chunked one frame a chunk, lzf-compressed
+* ``frames``    uint8 ``(T, 3, H, W)``: the aligned face crops, chunked one frame a chunk, uncompressed
 * ``audio``     float32 ``(T * samples_per_frame,)``: the normalised audio at ``sample_rate``; the
   0.16 s windows are cut on the fly (:func:`speechanim.audio.frame_audio`), so frame ``k`` maps to
   samples ``[k * spf, (k + 1) * spf)``
@@ -25,7 +25,13 @@ import numpy as np
 
 from .audio import frame_audio
 
+#: Compression of generated frames (:mod:`speechanim.generate`).
 COMPRESSION = "lzf"
+
+#: Compression of the clips written here: none.  lzf saved 4% of the real GRID crops (0.6% of the
+#: audio, landmarks grew 0.8%; 20-25% of synthgrid's flat-shaded crops) and cost about 0.55 ms per
+#: frame, a tenth of the whole align job (benchmarks/bench_align_speaker.py).
+CLIP_COMPRESSION = None
 
 
 @dataclass
@@ -54,9 +60,9 @@ def write_clip(h5: h5py.File, clip: Clip) -> None:
         raise ValueError(f"{clip.key}: {len(clip.audio)} audio samples for {t} frames of {spf} samples")
     g = h5.create_group(clip.key)
     g.create_dataset("frames", data=np.ascontiguousarray(clip.frames.transpose(0, 3, 1, 2)),
-                     chunks=(1, 3, h, w), compression=COMPRESSION)
-    g.create_dataset("audio", data=clip.audio.astype(np.float32), compression=COMPRESSION)
-    g.create_dataset("landmarks", data=clip.landmarks.astype(np.float32), compression=COMPRESSION)
+                     chunks=(1, 3, h, w), compression=CLIP_COMPRESSION)
+    g.create_dataset("audio", data=clip.audio.astype(np.float32), compression=CLIP_COMPRESSION)
+    g.create_dataset("landmarks", data=clip.landmarks.astype(np.float32), compression=CLIP_COMPRESSION)
     g.attrs.update(speaker=clip.speaker, utterance=clip.utterance, words=clip.words, fps=float(clip.fps),
                    sample_rate=int(clip.sample_rate), samples_per_frame=spf, mirrored=bool(clip.mirrored),
                    source=clip.source)

@@ -20,9 +20,10 @@ the Snakemake rules call::
     python -m speechanim.preprocess skiplist --out results/<ds>/skipped.tsv results/<ds>/skipped/*.tsv
 
 align
-    For each manifest row, in order: decode the video (:func:`speechanim.media.read_video`) and the
-    video's own audio track at ``--sample-rate`` (it is in sync with the frames; the ``.wav`` beside it
-    is used only when the video has no audio track), remove the DC offset and scale to a peak of 1
+    For each manifest row, in order: decode the video and the video's own audio track at
+    ``--sample-rate`` (it is in sync with the frames; the ``.wav`` beside it is used only when the
+    video has no audio track), in one ffmpeg process when the file decodes cleanly
+    (:func:`speechanim.media.read_video_and_audio`), remove the DC offset and scale to a peak of 1
     (:func:`speechanim.audio.normalise`), trim or pad to exactly ``T * samples_per_frame`` samples, align
     every frame to the canonical face (:func:`speechanim.align.align_video`) and add the clip to the
     speaker's HDF5 file.  A clip that cannot be used (unreadable or truncated video, no face or too
@@ -67,7 +68,7 @@ from tqdm import tqdm
 from .align import AlignConfig, AlignedClip, AlignmentError, align_video, mirror_clip
 from .audio import SilentAudioError, fit_length, normalise, samples_per_frame
 from .gridformat import GridFormatError, read_align
-from .media import MediaError, read_audio, read_video
+from .media import MediaError, read_audio, read_video_and_audio
 from .packing import AtomicH5, Clip, clip_keys, read_clip, write_clip
 from .raw.layout import MANIFEST, SKIPPED, Utterance, atomic_write_text, read_manifest
 from .raw.tcdtimit import LIPSPEAKERS, RECOMMENDED_TEST_VOLUNTEERS
@@ -159,7 +160,7 @@ def load_clip(speaker_dir: str | os.PathLike, utt: Utterance, job: AlignJob = Al
     speaker_dir = Path(speaker_dir)
     video = speaker_dir / utt.video
     try:
-        frames, fps = read_video(video, fps=job.fps)
+        frames, fps, track = read_video_and_audio(video, job.sample_rate, fps=job.fps)
         n = len(frames)
         if n < job.min_frames:
             raise SkipClip(f"{video}: only {n} frames (at least {job.min_frames} needed)")
@@ -167,7 +168,7 @@ def load_clip(speaker_dir: str | os.PathLike, utt: Utterance, job: AlignJob = Al
             spf = samples_per_frame(job.sample_rate, fps)
         except ValueError as err:
             raise SkipClip(f"{video}: {err}; choose a --sample-rate that is a multiple of the frame rate") from None
-        audio = _audio(speaker_dir, utt, video, job.sample_rate)
+        audio = _audio(speaker_dir, utt, video, job.sample_rate) if track is None else track
         shortfall = (n * spf - len(audio)) / job.sample_rate
         if shortfall > MAX_AUDIO_SHORTFALL_S:
             raise SkipClip(f"{video}: audio ends {shortfall:.2f} s before the video "
