@@ -5,7 +5,7 @@
 
 For the plain generator (``models.Generator``) and its inference form (``inference.FastGenerator``:
 batch norm folded, the still's share of every U-Net conv computed once per clip, matrix products for
-the few-pixel layers) in fp32 and bf16, prints milliseconds per frame for
+the few-pixel layers) in fp32, bf16 and int8 (bf16 with int8 weights in those matrix products), prints milliseconds per frame for
 
 * streaming: one ``step`` per frame, the still encoded once;
 * a whole clip in one pass;
@@ -14,7 +14,7 @@ the few-pixel layers) in fp32 and bf16, prints milliseconds per frame for
   percentile). A frame also waits for its window's look-ahead (80 ms of audio after its centre
   with 0.16 s windows) before its chunk can arrive; that is the input's, not the computer's.
 
-and how far bf16 frames are from fp32 ones (grey levels of uint8 frames). The paper reports
+and how far the lower-precision frames are from fp32 ones (grey levels of uint8 frames). The paper reports
 7 ms/frame and 0.5 s per 75-frame clip on a GTX 1080 Ti, and "1s and 15s" on a CPU (section 4).
 Runs on CUDA when there is one.
 """
@@ -53,15 +53,17 @@ def bench(gen, cfg: ModelConfig, frames: int, repeats: int, dev: torch.device) -
     noise = gen.sample_noise(1, frames, torch.device("cpu"), g).to(dev) if isinstance(gen, Generator) else \
         gen.generator.sample_noise(1, frames, torch.device("cpu"), g).to(dev)
 
-    def stream() -> float:
+    def stream() -> tuple[float, torch.Tensor]:
         identity = gen.encode_identity(still)
         state = gen.init_state(1, dev)
+        out = []
         _sync(dev)
         t0 = time.perf_counter()
         for k in range(frames):
-            _, state = gen.step(identity, audio[:, k], state, noise[:, k])
+            frame, state = gen.step(identity, audio[:, k], state, noise[:, k])
+            out.append(frame)
         _sync(dev)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, torch.stack(out, 1)
 
     def whole() -> tuple[float, torch.Tensor]:
         _sync(dev)
@@ -86,12 +88,12 @@ def bench(gen, cfg: ModelConfig, frames: int, repeats: int, dev: torch.device) -
 
     with torch.no_grad():
         stream(), whole()  # warm-up
-        stream_s = min(stream() for _ in range(repeats))
+        stream_s, streamed = min((stream() for _ in range(repeats)), key=lambda r: r[0])
         whole_s, out = min((whole() for _ in range(repeats)), key=lambda r: r[0])
         waits = [x for _ in range(repeats) for x in live()]
     return {"step_ms": stream_s / frames * 1e3, "whole_ms": whole_s / frames * 1e3,
             "latency_ms": float(np.median(waits) * 1e3), "latency_p95_ms": float(np.percentile(waits, 95) * 1e3),
-            "frames": out}
+            "frames": out, "streamed": streamed}
 
 
 def main() -> None:
@@ -118,15 +120,17 @@ def main() -> None:
           f"best of {args.repeats}")
     print(f"  {'':16s} {'streaming':>12s} {'whole clip':>12s} {'chunk->frame':>14s} {'p95':>8s}")
     results = {}
-    for name, gen in (("plain fp32", plain), ("fast fp32", FastGenerator(plain)),
-                      ("fast bf16", FastGenerator(plain, torch.bfloat16))):
+    variants = [("plain fp32", plain), ("fast fp32", FastGenerator(plain)), ("fast bf16", FastGenerator(plain, "bf16"))]
+    if dev.type == "cpu":
+        variants.append(("fast int8", FastGenerator(plain, "int8")))
+    for name, gen in variants:
         r = results[name] = bench(gen, cfg, args.frames, args.repeats, dev)
         print(f"  {name:16s} {r['step_ms']:9.1f} ms {r['whole_ms']:9.1f} ms {r['latency_ms']:11.1f} ms "
               f"{r['latency_p95_ms']:5.1f} ms   (per frame)")
-    ref = results["plain fp32"]["frames"]
-    for name in ("fast fp32", "fast bf16"):
-        diff = (results[name]["frames"] - ref).abs() * 127.5
-        print(f"  {name} vs plain fp32: mean {diff.mean():.3f}, max {diff.max():.2f} grey levels")
+    for name in list(results)[1:]:
+        diffs = [(results[name][k] - results["plain fp32"][k]).abs() * 127.5 for k in ("streamed", "frames")]
+        print(f"  {name} vs plain fp32, grey levels: streaming mean {diffs[0].mean():.3f} max {diffs[0].max():.2f}; "
+              f"whole clip mean {diffs[1].mean():.3f} max {diffs[1].max():.2f}")
     print(f"  whole {args.frames}-frame clip, fast bf16: {results['fast bf16']['whole_ms'] * args.frames / 1e3:.2f} s")
 
 

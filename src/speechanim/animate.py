@@ -43,7 +43,7 @@ from .align import AlignConfig, align_image
 from .audio import check_audible, frame_audio, normalise, samples_per_frame, window_samples
 from .checkpoint import CheckpointError, load_generator
 from .generate import clip_noise, pick_device, to_uint8
-from .inference import FastGenerator
+from .inference import PRECISIONS, FastGenerator
 from .media import SUFFIXES, MediaError, audio_rate, read_audio, write_video
 from .packing import to_unit_range
 from .stream import AudioFramer, iter_chunks
@@ -152,9 +152,10 @@ class Animator:
     ``device``: ``"cpu"``, ``"cuda"`` or None (CUDA when available). ``trust_checkpoint``: unpickle a
     checkpoint that holds more than weights and plain values (it could run code; refused otherwise,
     see :mod:`speechanim.checkpoint`). ``precision``: ``"fp32"`` (the trained weights' arithmetic;
-    frames equal the plain generator's up to float rounding) or ``"bf16"`` (the decoder in bfloat16,
-    about twice as fast on CPUs with AVX-512 BF16; frames within a few grey levels, see
-    ``benchmarks/bench_generator.py``). The decoder runs as :class:`speechanim.inference.FastGenerator`.
+    frames equal the plain generator's up to float rounding), ``"bf16"`` (the decoder in bfloat16,
+    faster on CPUs with AVX-512 BF16) or ``"int8"`` (bf16, and int8 weights where streaming is
+    limited by reading them; CPU only); frames within a few grey levels of fp32's (README,
+    "Benchmarks"). The decoder runs as :class:`speechanim.inference.FastGenerator`.
 
     A checkpoint converted from the authors' files (``speechanim import-sda``) brings its own input
     preparation, followed here: the photo aligned to its ``mean_face``, the audio at full scale (not
@@ -164,11 +165,11 @@ class Animator:
     def __init__(self, checkpoint: PathLike, device: str | torch.device | None = None, *,
                  trust_checkpoint: bool = False, precision: str = "fp32"):
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         self.generator, payload = load_generator(self.checkpoint, map_location=self.device, trust=trust_checkpoint)
-        self.fast = FastGenerator(self.generator, PRECISIONS[precision])
+        self.fast = FastGenerator(self.generator, precision)
         self.cfg = self.generator.cfg
         self.variant = str(payload.get("variant", ""))
         self.fps = float(payload.get("fps", FPS))  # the frame rate it was trained at (older checkpoints: 25)
@@ -292,9 +293,6 @@ class Animator:
         for chunk in iter_chunks(chunks):
             yield from framer.push(_to_mono_float(chunk, "audio stream") if chunk.size else chunk)
         yield from framer.close()
-
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def _check_rate(sample_rate, name: str) -> int:

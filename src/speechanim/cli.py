@@ -3,7 +3,7 @@
 ::
 
     speechanim animate --image face.jpg --audio speech.wav --checkpoint generator.pt -o out.mp4 \\
-        [--device cpu|cuda] [--seed 0] [--precision fp32|bf16] [--trust-checkpoint]
+        [--device cpu|cuda] [--seed 0] [--precision fp32|bf16|int8] [--trust-checkpoint]
     arecord -f S16_LE -r 16000 -c 1 | speechanim animate --stream --audio - --rate 16000 \\
         --image face.jpg --checkpoint generator.pt -o out.mp4 --frames-out - | ffplay -
     speechanim import-sda grid.dat -o grid.pt
@@ -54,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="load a checkpoint that holds more than weights (full unpickling: it could run code; "
                         "only for a file whose source you trust)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="decoder arithmetic: fp32 (default) or bf16 (about twice as fast on CPUs with AVX-512 BF16)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="decoder arithmetic: fp32 (default), bf16 (faster on CPUs with AVX-512 BF16) or int8 "
+                        "(bf16 and int8 weights where streaming reads them; CPU only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--verbose", action="store_true", help="let the face detector's native log lines through")
     live = p.add_argument_group("streaming (--stream)")

@@ -25,7 +25,10 @@ from torch import Tensor, nn
 
 from .models import FrameDecoder, Generator, GeneratorState, IdentityCode
 
-__all__ = ["FastDecoder", "PreparedIdentity", "FastGenerator"]
+__all__ = ["PRECISIONS", "FastDecoder", "PreparedIdentity", "FastGenerator"]
+
+#: The arithmetic FastGenerator can run its decoder in.
+PRECISIONS = ("fp32", "bf16", "int8")
 
 #: A transposed conv over at most this many input pixels (batch x height x width) runs as a matrix
 #: product and fold when it upsamples (stride 2) or runs in bfloat16; otherwise PyTorch's own kernel is
@@ -39,37 +42,62 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
 
 
 class _ConvT:
-    """A transposed conv (no bias) followed by batch norm, folded: weight ``(Cin, Cout, kh, kw)``."""
+    """A transposed conv, its batch norm folded in: ``weight (Cin, Cout, kh, kw)``, ``bias (Cout,)`` or None.
 
-    def __init__(self, conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, dtype: torch.dtype = torch.float32):
+    ``int8``: its matrix-product path (few pixels: where the weights, not the arithmetic, cost the
+    time) uses int8 weights (per output channel) and dynamically quantised activations (PyTorch's
+    fbgemm ``quantize_dynamic``), a quarter of fp32's memory traffic; the other path stays in ``dtype``.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, k, stride, padding, dtype: torch.dtype, int8: bool = False):
+        self.weight = weight.detach().to(dtype).contiguous()
+        self.bias = None if bias is None else bias.detach().to(dtype)
+        self.k, self.stride, self.padding = tuple(k), tuple(stride), tuple(padding)
+        matrix = weight.detach().float().reshape(weight.shape[0], -1).t().contiguous()  # (Cout kh kw, Cin)
+        self.matrix = matrix.to(dtype)
+        self.qlinear = _int8_linear(matrix) if int8 else None
+
+    @classmethod
+    def of(cls, conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, dtype: torch.dtype, int8: bool = False) -> _ConvT:
         w = conv.weight.detach()
-        if bn is None:
-            self.weight, self.bias = w.to(dtype, copy=True), None
-        else:
-            scale, shift = _bn_affine(bn)
-            self.weight, self.bias = (w * scale[None, :, None, None]).to(dtype), shift.detach().to(dtype)
-        self.k, self.stride, self.padding = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)
-        self.matrix = self.weight.reshape(self.weight.shape[0], -1).t().contiguous()  # (Cout kh kw, Cin)
+        bias = None
+        if bn is not None:
+            scale, bias = _bn_affine(bn)
+            w = w * scale[None, :, None, None]
+        return cls(w, bias, conv.kernel_size, conv.stride, conv.padding, dtype, int8)
 
     def split(self, channels: int) -> tuple[_ConvT, _ConvT]:
-        """The conv over the first ``channels`` input channels and the one over the rest (no bias)."""
-        first, rest = _ConvT.__new__(_ConvT), _ConvT.__new__(_ConvT)
-        for part, w, b in ((first, self.weight[:channels], self.bias), (rest, self.weight[channels:], None)):
-            part.weight, part.bias = w.contiguous(), b
-            part.k, part.stride, part.padding = self.k, self.stride, self.padding
-            part.matrix = part.weight.reshape(w.shape[0], -1).t().contiguous()
-        return first, rest
+        """The conv over the first ``channels`` input channels (with the bias) and the one over the rest."""
+        w, args = self.weight.float(), (self.k, self.stride, self.padding, self.weight.dtype, self.qlinear is not None)
+        return _ConvT(w[:channels], self.bias, *args), _ConvT(w[channels:], None, *args)
 
     def __call__(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
-        gemm = n * h * w <= GEMM_PIXELS and (max(self.stride) > 1 or self.weight.dtype == torch.bfloat16)
-        if not gemm:
+        low = self.weight.dtype == torch.bfloat16 or self.qlinear is not None
+        if not (n * h * w <= GEMM_PIXELS and (max(self.stride) > 1 or low)):
             return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding)
         (kh, kw), (sh, sw), (ph, pw) = self.k, self.stride, self.padding
         out_size = ((h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw)
-        cols = self.matrix @ x.reshape(n, c, h * w)  # (N, Cout kh kw, h w)
+        if self.qlinear is not None:
+            rows = self.qlinear(x.float().reshape(n, c, h * w).transpose(1, 2).reshape(n * h * w, c))
+            cols = rows.reshape(n, h * w, -1).transpose(1, 2).to(x.dtype)
+        else:
+            cols = self.matrix @ x.reshape(n, c, h * w)  # (N, Cout kh kw, h w)
         y = F.fold(cols, out_size, self.k, stride=self.stride, padding=self.padding)
         return y if self.bias is None else y + self.bias[None, :, None, None]
+
+
+def _int8_linear(matrix: Tensor) -> nn.Module:
+    """``x @ matrix.T`` with int8 weights per output channel and dynamically quantised inputs (CPU, fbgemm)."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    linear = nn.Linear(matrix.shape[1], matrix.shape[0], bias=False)
+    linear.weight.data.copy_(matrix)
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(nn.Sequential(linear), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
 @dataclass
@@ -87,24 +115,24 @@ class FastDecoder:
     decoder's current weights, which must then not change (rebuild after loading new ones)."""
 
     @torch.no_grad()
-    def __init__(self, decoder: FrameDecoder, id_dim: int, dtype: torch.dtype = torch.float32):
+    def __init__(self, decoder: FrameDecoder, id_dim: int, dtype: torch.dtype = torch.float32, int8: bool = False):
         if decoder.training:
             raise ValueError("FastDecoder needs the decoder in eval mode (batch norm's running statistics)")
         self.dtype = dtype
         conv, bn = decoder.project[0], decoder.project[1]
-        self.project_id, self.project_rest = _ConvT(conv, bn, dtype).split(id_dim)
+        self.project_id, self.project_rest = _ConvT.of(conv, bn, dtype, int8).split(id_dim)
         self.mix, self.mix_skip, self.up = [], [], []
         for block in decoder.blocks:
-            x_part, skip_part = _ConvT(block.mix[0], block.mix[1], dtype).split(block.mix[0].in_channels // 2)
+            x_part, skip_part = _ConvT.of(block.mix[0], block.mix[1], dtype, int8).split(block.mix[0].in_channels // 2)
             self.mix.append(x_part)
             self.mix_skip.append(skip_part)
-            self.up.append(_ConvT(block.up[0], block.up[1], dtype))
+            self.up.append(_ConvT.of(block.up[0], block.up[1], dtype, int8))
         self.all_levels = decoder.all_levels
         if self.all_levels:  # a 3x3 conv over cat([x, still])
             w = decoder.to_rgb.weight.detach().to(dtype)
             self.rgb_weight, self.rgb_still_weight = w[:, :-3].contiguous(), w[:, -3:].contiguous()
         else:
-            self.to_rgb = _ConvT(decoder.to_rgb, None, dtype)
+            self.to_rgb = _ConvT.of(decoder.to_rgb, None, dtype)
 
     @torch.no_grad()
     def prepare(self, identity: IdentityCode) -> PreparedIdentity:
@@ -136,12 +164,22 @@ class FastDecoder:
 class FastGenerator:
     """A :class:`Generator` in eval mode with its decoder replaced by :class:`FastDecoder`; the
     same ``encode_identity`` / ``init_state`` / ``run`` / ``step`` calls, the same frames (up to
-    float rounding). The identity code it takes is :meth:`encode_identity`'s."""
+    float rounding in fp32). The identity code it takes is :meth:`encode_identity`'s.
 
-    def __init__(self, generator: Generator, dtype: torch.dtype = torch.float32):
+    ``precision``: ``"fp32"``, ``"bf16"`` (the decoder in bfloat16) or ``"int8"`` (bf16, and int8
+    weights for the few-pixel layers of streaming; CPU only).
+    """
+
+    def __init__(self, generator: Generator, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        dev = next(generator.parameters()).device
+        if precision == "int8" and dev.type != "cpu":
+            raise ValueError(f"precision int8 runs on the CPU only (fbgemm); this generator is on {dev}")
         self.generator = generator.eval()
         self.cfg = generator.cfg
-        self.decoder = FastDecoder(generator.frame_decoder, generator.cfg.id_dim, dtype)
+        dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        self.decoder = FastDecoder(generator.frame_decoder, generator.cfg.id_dim, dtype, int8=precision == "int8")
 
     @torch.no_grad()
     def encode_identity(self, still: Tensor) -> tuple[IdentityCode, PreparedIdentity]:
