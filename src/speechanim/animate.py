@@ -20,12 +20,17 @@ prepared exactly as the training data were:
     frames = animator("face.jpg", "speech.wav")            # (T, H, W, 3) uint8, whole clip
     for frame in animator.stream("face.jpg", "speech.wav"):  # the same frames, one at a time
         ...
+    for frame in animator.stream("face.jpg", mic_chunks, 16000, gain=1.0):  # live audio chunks
+        ...
     animate_file("face.jpg", "speech.wav", "generator.pt", "out.mp4")  # mp4 with the original audio
 
 The whole-clip pass runs the recurrent encoders over the audio and decodes frames in chunks
 (``chunk_frames``), carrying the GRU states across chunks, so memory stays bounded for long
 recordings; :meth:`Animator.stream` runs the generator frame by frame (the paper's "synthesize
-videos frame-by-frame, which is necessary for real-time applications", 3.1) and gives the same frames.
+videos frame-by-frame, which is necessary for real-time applications", 3.1) and gives the same frames,
+also from audio still arriving in chunks (:mod:`speechanim.stream`). A checkpoint imported from the
+authors' files (:mod:`speechanim.sda`) is prepared their way instead (its own mean face, full-scale
+audio, their window stride and frame count).
 """
 from __future__ import annotations
 
