@@ -34,18 +34,16 @@ audio, their window stride and frame count).
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from .align import AlignConfig, align_image
-from .audio import check_audible, frame_audio, normalise, samples_per_frame, window_samples
+from .audio import check_audible, frame_audio, normalise, resample, samples_per_frame, window_samples
 from .checkpoint import CheckpointError, load_generator
 from .generate import clip_noise, pick_device, to_uint8
 from .inference import PRECISIONS, FastGenerator
@@ -136,15 +134,6 @@ def _to_mono_float(audio: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(audio).all():
         raise ValueError(f"{name}: audio has NaN or infinite samples")
     return audio.astype(np.float64)
-
-
-def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Polyphase resampling (``scipy.signal.resample_poly``) between integer rates."""
-    rate_in, rate_out = int(rate_in), int(rate_out)
-    if rate_in == rate_out:
-        return np.asarray(audio, np.float32)
-    g = math.gcd(rate_in, rate_out)
-    return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------

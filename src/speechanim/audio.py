@@ -10,7 +10,10 @@ end, as in the authors' code, so the first and last windows stay centred on thei
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy.signal import resample_poly
 
 
 class SilentAudioError(ValueError):
@@ -27,6 +30,15 @@ def samples_per_frame(sample_rate: int, fps: float) -> int:
 
 def window_samples(sample_rate: int, window_s: float) -> int:
     return int(round(window_s * sample_rate))
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Polyphase resampling (``scipy.signal.resample_poly``) between integer rates, float32 out."""
+    rate_in, rate_out = int(rate_in), int(rate_out)
+    if rate_in == rate_out:
+        return np.asarray(audio, np.float32)
+    g = math.gcd(rate_in, rate_out)
+    return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
 
 
 def check_audible(audio: np.ndarray, *, silence_rms: float = 1e-4, source: str = "audio") -> None:

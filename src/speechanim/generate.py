@@ -38,10 +38,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .audio import frame_audio, resample
 from .checkpoint import CheckpointError, load_generator
 from .media import MediaError, write_video
 from .models import Generator, device as default_device
-from .packing import COMPRESSION, AtomicH5, WholeClips, clip_keys
+from .packing import COMPRESSION, AtomicH5, WholeClips, clip_keys, to_unit_range
 
 
 __all__ = ["GenerationError", "pick_device", "clip_seed", "clip_noise", "to_uint8", "generate_batch",
@@ -213,9 +214,6 @@ class ImportedAdapter:
 
     def inputs(self, item: dict, group: h5py.Group) -> dict:
         from .align import warp_frames
-        from .animate import resample
-        from .audio import frame_audio
-        from .packing import to_unit_range
 
         still = group["frames"][0].transpose(1, 2, 0)[None]
         warped = warp_frames(still, self.forward[None], tuple(self.cfg.image_size))[0]
