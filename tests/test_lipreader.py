@@ -361,6 +361,25 @@ def test_cli_errors_name_the_file(tmp_path, overfit, capsys):
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.json").exists()
 
 
+def test_ema_averages_every_float_tensor_and_copies_counts():
+    """``_ema_update``: average <- decay * average + (1 - decay) * model on parameters and batch-norm
+    statistics; the integer batch count is copied. Decay 0 would be the model itself; bad decays refused."""
+    from speechanim.lipreader import _ema_update
+
+    model, average = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        model.weight.fill_(3.0), model.running_mean.fill_(2.0), model.num_batches_tracked.fill_(7)
+        average.weight.fill_(1.0), average.running_mean.fill_(0.0)
+    _ema_update(average, model, 0.75)
+    assert torch.allclose(average.weight, torch.full((3,), 1.5))  # 0.75 * 1 + 0.25 * 3
+    assert torch.allclose(average.running_mean, torch.full((3,), 0.5))
+    assert int(average.num_batches_tracked) == 7
+    assert torch.equal(model.weight, torch.full((3,), 3.0))  # the trained weights are left alone
+    for bad in (-0.1, 1.0):
+        with pytest.raises(LipReaderError, match="ema must be in"):
+            LipReaderConfig.from_overrides({"ema": bad})
+
+
 def test_augment_draws_from_its_generator():
     crops = torch.arange(75 * 16 * 24).reshape(75, 16, 24).remainder(251).to(torch.uint8)
     cfg = LipReaderConfig(mouth_size=(16, 24), jitter=2, time_stretch=0.2, time_mask=10)
@@ -382,7 +401,7 @@ def test_same_config_and_seed_give_identical_weights(tmp_path, aligned):
     initialisation all come from ``cfg.seed``; another seed gives other weights."""
     h5 = _pack(tmp_path / "train.h5", aligned, OVERFIT_CLIPS)
     base = {**TINY, "epochs": 3, "patience": 3, "dropout": 0.2, "jitter": 1, "time_stretch": 0.1, "time_mask": 8,
-            "lr_schedule": "onecycle"}
+            "lr_schedule": "onecycle", "ema": 0.9}
 
     def weights(name: str, **overrides) -> dict[str, torch.Tensor]:
         with _one_thread():
