@@ -31,6 +31,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 def device() -> torch.device:
@@ -327,6 +328,20 @@ class NoiseGenerator(nn.Module):
         return torch.tanh(out), h
 
 
+def _split_conv(conv: nn.Conv2d | nn.ConvTranspose2d, x: Tensor, shared: Tensor, t: int) -> Tensor:
+    """``conv(cat[x, shared])`` for ``x (B * t, C, h, w)`` and ``shared (B, S, h, w)`` repeated over
+    each clip's ``t`` frames: ``conv(x; W_x) + conv(shared; W_s)`` (stride 1, same padding; no bias
+    on the shared part). The weight's input channels lie on dim 1 of a conv, dim 0 of a transposed one."""
+    c = x.shape[1]
+    if isinstance(conv, nn.ConvTranspose2d):
+        w_x, w_s, op = conv.weight[:c], conv.weight[c:], F.conv_transpose2d
+    else:
+        w_x, w_s, op = conv.weight[:, :c], conv.weight[:, c:], F.conv2d
+    y = op(x, w_x, conv.bias, padding=conv.padding)
+    s = op(shared, w_s, None, padding=conv.padding)
+    return (y.unflatten(0, (-1, t)) + s[:, None]).flatten(0, 1)
+
+
 class UNetBlock(nn.Module):
     """Concatenate a skip map, mix with a 3x3 transposed conv, then upsample x2 with a 4x4 stride-2
     transposed conv; batch norm + ReLU after each (sda/img_generator.py UnetBlock)."""
@@ -338,8 +353,12 @@ class UNetBlock(nn.Module):
         self.up = nn.Sequential(nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
                                 nn.BatchNorm2d(out_channels), nn.ReLU())
 
-    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
-        return self.up(self.mix(torch.cat([x, skip], 1)))
+    def forward(self, x: Tensor, skip: Tensor, t: int = 1) -> Tensor:
+        """``x (B * t, C, h, w)`` and the clip's ``skip (B, S, h, w)``, shared by its ``t`` frames.
+
+        ``mix(cat[x, skip])`` computed as ``conv(x; W_x) + conv(skip; W_skip)``, the skip's share once
+        per clip: the same numbers as concatenating the skip to every frame, without the copies."""
+        return self.up(self.mix[1:](_split_conv(self.mix[0], x, skip, t)))
 
 
 class FrameDecoder(nn.Module):
@@ -372,17 +391,20 @@ class FrameDecoder(nn.Module):
         self.blocks = nn.ModuleList(UNetBlock(c, c, c_next) for c, c_next in widths)
         self.apply(init_weights)
 
-    def forward(self, latent: Tensor, skips: Sequence[Tensor]) -> Tensor:
-        """``latent (N, latent_dim)``, ``skips`` deepest first, each ``(N, C, h, w)`` (with all levels
-        the last one is the still ``(N, 3, H, W)``) -> ``(N, 3, H, W)``."""
+    def forward(self, latent: Tensor, skips: Sequence[Tensor], t: int = 1) -> Tensor:
+        """``latent (B * t, latent_dim)``: ``t`` frames of each of B clips; ``skips`` deepest first,
+        each ``(B, C, h, w)``, shared by a clip's frames (with all levels the last one is the still
+        ``(B, 3, H, W)``) -> ``(B * t, 3, H, W)``."""
         expected = len(self.blocks) + self.all_levels
         if len(skips) != expected:
             raise ValueError(f"the decoder takes {expected} skip maps, got {len(skips)}")
+        if latent.shape[0] != skips[0].shape[0] * t:
+            raise ValueError(f"{latent.shape[0]} latent vectors for {skips[0].shape[0]} clips of {t} frames")
         x = self.project(latent[:, :, None, None])
         for block, skip in zip(self.blocks, skips):
-            x = block(x, skip)
-        if self.all_levels:
-            x = torch.cat([x, skips[-1]], 1)
+            x = block(x, skip, t)
+        if self.all_levels:  # to_rgb(cat[x, still])
+            return torch.tanh(_split_conv(self.to_rgb, x, skips[-1], t))
         return torch.tanh(self.to_rgb(x))
 
 
@@ -496,8 +518,7 @@ class Generator(nn.Module):
         b, t = z_c.shape[:2]
         z_id = identity.z_id[:, None].expand(b, t, -1)
         latent = torch.cat([z_id, z_c, z_n], -1).reshape(b * t, -1)  # [z_id, z_c, z_n] (paper 3.1.3)
-        skips = [s[:, None].expand(b, t, *s.shape[1:]).reshape(b * t, *s.shape[1:]) for s in identity.skips]
-        return self.frame_decoder(latent, skips)
+        return self.frame_decoder(latent, identity.skips, t)
 
 
 # ----------------------------------------------------------------------------------------------

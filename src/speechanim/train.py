@@ -196,6 +196,12 @@ def setup_distributed() -> Dist:
     return Dist(rank, world, dev)
 
 
+# Networks whose weights are kept channels-last: their convolutions then run in that layout, which
+# trains them ~30% faster on the CPU (benchmarks/bench_train.py; the frame discriminator, on 8
+# frames a step, is faster as it is). A layout, not a change of the model: same parameters.
+CHANNELS_LAST = ("generator", "sequence_discriminator")
+
+
 def build_networks(variant: str, model_cfg: ModelConfig) -> dict[str, nn.Module]:
     """The networks a variant trains: always ``generator``, plus ``frame_discriminator`` and
     ``sequence_discriminator`` as its adversarial terms need (the static variant's generator has
@@ -209,6 +215,9 @@ def build_networks(variant: str, model_cfg: ModelConfig) -> dict[str, nn.Module]
         nets["frame_discriminator"] = FrameDiscriminator(model_cfg)
     if "seq" in VARIANT_TERMS[variant]:
         nets["sequence_discriminator"] = SequenceDiscriminator(model_cfg)
+    for name in CHANNELS_LAST:
+        if name in nets:
+            nets[name].to(memory_format=torch.channels_last)
     return nets
 
 
