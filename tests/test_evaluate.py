@@ -22,7 +22,7 @@ import torch
 from speechanim.align import AlignConfig, align_video, mirror_clip
 from speechanim.audio import fit_length, normalise, samples_per_frame
 from speechanim.checkpoint import save_checkpoint
-from speechanim.evaluate import EvaluationError, evaluate, main, score_clip
+from speechanim.evaluate import EvaluationError, evaluate, main, reference_landmarks, score_clip
 from speechanim.lipreader import VOCABULARY, LipNet, LipReader, LipReaderConfig, wer
 from speechanim.media import read_audio, read_video
 from speechanim.metrics.acd import SAME_PERSON_THRESHOLD, acd
@@ -516,3 +516,33 @@ def test_summary_silence_motion_is_the_mean_over_the_scored_clips(gen_result, pa
     assert values, "a GRID clip cut from its start begins in silence"
     assert gen_result["summary"]["silence_motion"] == pytest.approx(np.mean(values))
     assert gen_result["summary"]["silence_clips"] == len(values)
+
+
+def test_reference_landmarks_are_found_once_and_give_the_same_scores(packed, real, root, generated, reader_path,
+                                                                     gen_result, gt_result, reads_a, capsys):
+    """The real clips' landmarks written once (``--write-reference``, the rule reference_landmarks)
+    and read back (``--reference``) give every method and the real videos exactly the scores of
+    finding them again; a file for other clips or of another length is refused naming the clip."""
+    ref = root / "real landmarks.h5"
+    assert main(["--real", str(packed), "--write-reference", str(ref), "--no-progress"]) == 0
+    with h5py.File(ref, "r") as f:
+        assert sorted(f["s1"]) + sorted(f["s2"]) + sorted(f["s3"]) == [k.split("/")[1] for k in KEYS]  # no mirrors
+        assert f[KEYS[0]].shape == (len(real[KEYS[0]]), 478, 2)
+    assert evaluate(packed, generated, reader_path, frame_step=STEP, reference=ref, progress=False) == gen_result
+    assert evaluate(packed, None, reads_a, frame_step=STEP, reference=ref, progress=False) == gt_result
+    # written for two of the three clips: a run scoring all three is refused
+    few = reference_landmarks(packed, root / "few.h5", max_clips=2, progress=False)
+    with pytest.raises(EvaluationError, match=r"few\.h5: no landmarks for 1 of the scored clips, e\.g\. s2/lwbsza"):
+        evaluate(packed, generated, None, frame_step=STEP, reference=few, progress=False)
+    assert evaluate(packed, generated, None, frame_step=STEP, max_clips=2, reference=few, progress=False)["clips"]
+    with h5py.File(few, "a") as f:
+        data = f[KEYS[0]][()]
+        del f[KEYS[0]]
+        f.create_dataset(KEYS[0], data=data[:10])
+    with pytest.raises(EvaluationError, match=r"landmarks of s1/brbk7n have shape \(10, 478, 2\)"):
+        evaluate(packed, generated, None, frame_step=STEP, max_clips=2, reference=few, progress=False)
+    for args in ([], ["--out", str(root / "x.json"), "--write-reference", str(ref)]):
+        with pytest.raises(SystemExit) as e:
+            main(["--real", str(packed), *args])
+        assert e.value.code == 2
+    assert "give --out (scores) or --write-reference" in capsys.readouterr().err

@@ -426,3 +426,43 @@ def test_all_unet_levels_join_the_still_at_full_resolution():
         torch.testing.assert_close(torch.stack(streamed, 1), gen(still, audio, noise), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="unet_skips"):
         small_config(unet_skips="some")
+
+
+@pytest.mark.parametrize("skips", ["all", "authors"])
+def test_decoder_adds_each_skips_share_once_per_clip(skips):
+    """FrameDecoder computes conv(cat[x, skip]) as conv(x; W_x) + conv(skip; W_skip) with the skip's
+    share once per clip: frames and gradients equal concatenating the skip to every frame (the
+    plain U-Net formula, written out here), in training mode; channels-last weights change nothing."""
+    cfg = small_config(unet_skips=skips)
+    torch.manual_seed(0)
+    gen = Generator(cfg).train()
+    still, _, audio = inputs(cfg, 3, 5)
+    noise = gen.sample_noise(3, 5, generator=torch.Generator().manual_seed(1))
+
+    def concatenated(g: Generator) -> torch.Tensor:
+        identity = g.encode_identity(still)
+        z_c, _ = g.context_encoder(audio, None)
+        z_n, _ = g.noise_generator(noise, None)
+        b, t = z_c.shape[:2]
+        latent = torch.cat([identity.z_id[:, None].expand(b, t, -1), z_c, z_n], -1).reshape(b * t, -1)
+        per_frame = [s.repeat_interleave(t, 0) for s in identity.skips]
+        d = g.frame_decoder
+        x = d.project(latent[:, :, None, None])
+        for block, s in zip(d.blocks, per_frame):
+            x = block.up(block.mix(torch.cat([x, s], 1)))
+        if skips == "all":
+            x = torch.cat([x, per_frame[-1]], 1)
+        return torch.tanh(d.to_rgb(x)).view(b, t, 3, *cfg.image_size)
+
+    reference = concatenated(gen)
+    frames = gen(still, audio, noise)
+    torch.testing.assert_close(frames, reference, atol=2e-6, rtol=0)
+    grads = torch.autograd.grad(frames.square().sum(), list(gen.parameters()))
+    expected = torch.autograd.grad(reference.square().sum(), list(gen.parameters()))
+    scale = max(float(g.abs().max()) for g in expected)
+    for got, want in zip(grads, expected):  # float rounding only (a bias before batch norm has ~0 gradient)
+        torch.testing.assert_close(got, want, atol=1e-5 * scale, rtol=1e-3)
+    gen.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(gen(still, audio, noise), reference, atol=2e-6, rtol=0)
+    with pytest.raises(ValueError, match="latent vectors for 3 clips"):
+        gen.frame_decoder(torch.zeros(14, gen.frame_decoder.project[0].in_channels), gen.encode_identity(still).skips, 5)

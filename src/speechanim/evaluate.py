@@ -7,6 +7,8 @@
     python -m speechanim.evaluate --real data/packed/<ds>/test.h5 --lipreader ... --out results/<ds>/metrics/ground_truth.json
     # the controls: the still image repeated, the real video with its audio shifted (0.8 s, wrapping)
     python -m speechanim.evaluate --real ... --control still|shifted_audio --syncnet ... --out ...
+    # the real clips' landmarks, found once per dataset (rule reference_landmarks), then read with --reference
+    python -m speechanim.evaluate --real data/packed/<ds>/test.h5 --max-clips 24 --write-reference landmarks.h5
 
 Per video (generated against the real clip with the same key; the still image is the real clip's
 first aligned frame, the one the generator was given):
@@ -83,8 +85,10 @@ def shift_audio(audio: np.ndarray, shift_s: float, rate: int) -> np.ndarray:
     return np.roll(audio, int(round(shift_s * rate)))
 
 
-def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step: int) -> dict[str, Any]:
-    """Every per-video image metric of one clip; ``fake`` None scores the real video (ground truth)."""
+def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step: int,
+               real_landmarks: np.ndarray | None = None) -> dict[str, Any]:
+    """Every per-video image metric of one clip; ``fake`` None scores the real video (ground truth).
+    ``real_landmarks``: the real clip's face-mesh landmarks if already found (:func:`reference_landmarks`)."""
     from .align import detect_landmarks
     from .metrics.acd import acd
     from .metrics.blinks import blinks_from_landmarks, eye_aspect_ratio
@@ -95,13 +99,14 @@ def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step
 
     video = real if fake is None else fake
     row: dict[str, Any] = {}
-    landmarks, _ = detect_landmarks(video, video=True)
+    if real_landmarks is None:
+        real_landmarks, _ = detect_landmarks(real, video=True)
+    landmarks = real_landmarks if fake is None else detect_landmarks(video, video=True)[0]
     if fake is not None:
         if fake.shape != real.shape:
             raise EvaluationError(f"generated frames {fake.shape} and real frames {real.shape} differ")
         q = video_quality(real[1:], fake[1:])  # frames 2..T: the first is the still for the control
         row.update(psnr=q.psnr, ssim=q.ssim)
-        real_landmarks, _ = detect_landmarks(real, video=True)
         row.update(lmd=lmd(real_landmarks, landmarks, real.shape[2]), mouth_r=mouth_correlation(real_landmarks, landmarks))
     sub = video[::frame_step]
     row["fdbm"] = fdbm_video(sub)
@@ -147,6 +152,50 @@ def silence_motion(video: np.ndarray, silent: np.ndarray) -> float | None:
     return float(np.abs(lower[pairs] - lower[pairs - 1]).mean())
 
 
+def scored_keys(keys: list[str], max_clips: int | None) -> list[str]:
+    """The clips scored with the image metrics: all, or ``max_clips`` spread evenly over the sorted
+    keys (so that every test speaker counts; the same clips for every method)."""
+    if max_clips and len(keys) > max_clips:
+        return [keys[int(i)] for i in np.linspace(0, len(keys) - 1, max_clips).round()]
+    return keys
+
+
+def reference_landmarks(real_path: str | os.PathLike, out: str | os.PathLike, *, max_clips: int | None = None,
+                        progress: bool = True) -> Path:
+    """The face-mesh landmarks of the real test clips that :func:`evaluate` scores (``max_clips``),
+    found once per dataset and written to an HDF5 file (one ``(T, 478, 2)`` dataset per clip key):
+    every method's LMD and mouth correlation and the real videos' blinks read them instead of
+    running mediapipe on the same real frames again."""
+    from .align import detect_landmarks
+    from .fileio import atomic_path
+
+    with h5py.File(real_path, "r") as real:
+        keys = scored_keys([k for k in clip_keys(real) if not k.endswith("_mirror")], max_clips)
+        if not keys:
+            raise EvaluationError(f"{real_path}: no test clips")
+        with atomic_path(out) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["real"], f.attrs["max_clips"] = str(real_path), max_clips or 0
+                for key in tqdm(keys, desc="real landmarks", unit="clip", disable=None if progress else True):
+                    f.create_dataset(key, data=detect_landmarks(_frames(real, key), video=True)[0])
+    return Path(out)
+
+
+def _load_reference(path: str | os.PathLike, real: h5py.File, keys: list[str]) -> dict[str, np.ndarray]:
+    """The real clips' landmarks of ``keys`` from a :func:`reference_landmarks` file, checked against the clips."""
+    with h5py.File(path, "r") as f:
+        missing = [k for k in keys if k not in f]
+        if missing:
+            raise EvaluationError(f"{path}: no landmarks for {len(missing)} of the scored clips, e.g. {missing[0]} "
+                                  f"(written for max_clips {f.attrs.get('max_clips')})")
+        out = {k: f[k][()] for k in keys}
+    for k, lm in out.items():
+        t = real[k]["frames"].shape[0]
+        if lm.shape != (t, 478, 2):
+            raise EvaluationError(f"{path}: the landmarks of {k} have shape {lm.shape}, not ({t}, 478, 2)")
+    return out
+
+
 def sync_row(scorer, video: np.ndarray, audio: np.ndarray, rate: int, fps: float) -> dict[str, Any]:
     s = scorer.score(video, audio, rate, fps)
     return {"av_offset": s.offset, "lse_d": s.lse_d, "lse_c": s.lse_c}
@@ -154,9 +203,10 @@ def sync_row(scorer, video: np.ndarray, audio: np.ndarray, rate: int, fps: float
 
 def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | None, lipreader_path: str | os.PathLike | None,
              *, syncnet_path: str | os.PathLike | None = None, control: str | None = None, shift_s: float = SHIFT_S,
-             frame_step: int = 1, max_clips: int | None = None, progress: bool = True) -> dict[str, Any]:
+             frame_step: int = 1, max_clips: int | None = None, reference: str | os.PathLike | None = None,
+             progress: bool = True) -> dict[str, Any]:
     """Score one method (``generated_path``), a control (``control``) or the ground truth (neither)
-    on a packed test file."""
+    on a packed test file.  ``reference``: the real clips' landmarks (:func:`reference_landmarks`)."""
     from .lipreader import LipReader
     from .metrics.wer import wer
 
@@ -175,10 +225,9 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
         every = [k for k in clip_keys(real) if not k.endswith("_mirror")]
         if not every:
             raise EvaluationError(f"{real_path}: no test clips")
-        keys = every
-        if max_clips and len(keys) > max_clips:  # evenly spread, so that every test speaker counts
-            keys = [keys[int(i)] for i in np.linspace(0, len(keys) - 1, max_clips).round()]
+        keys = scored_keys(every, max_clips)
         scored = set(keys) if image_metrics else set()
+        real_landmarks = _load_reference(reference, real, keys) if reference and image_metrics else {}
         reader = LipReader.load(lipreader_path) if lipreader_path and image_metrics else None
         syncnet = None
         if syncnet_path:
@@ -207,7 +256,7 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
                 video = real_frames if fake_frames is None else fake_frames
                 row = {"key": key, "words": str(g.attrs["words"]), "fps": fps, "scored": key in scored}
                 if key in scored:
-                    row.update(score_clip(real_frames, fake_frames, fps, frame_step))
+                    row.update(score_clip(real_frames, fake_frames, fps, frame_step, real_landmarks.get(key)))
                     silent = silent_frames(g["audio"][()], len(video), rate, fps)
                     row["silence_motion"] = silence_motion(video, silent)
                 if reader is not None:
@@ -283,19 +332,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control", choices=CONTROLS, default=None,
                    help="score a control made from the real clips: the still image repeated, or the real video with shifted audio")
     p.add_argument("--shift-s", type=float, default=SHIFT_S, help="audio shift of the shifted_audio control (default %(default)s s)")
-    p.add_argument("--out", required=True, type=Path, help="summary JSON (a per-clip CSV goes beside it)")
+    p.add_argument("--out", type=Path, default=None, help="summary JSON (a per-clip CSV goes beside it)")
     p.add_argument("--frame-step", type=int, default=1, help="score every k-th frame for FDBM, CPBD, ACD (paper: 1)")
     p.add_argument("--max-clips", type=int, default=None, help="image metrics on N test clips spread evenly over the file (default all); the lipreader reads all")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="the real clips' landmarks (written by --write-reference), instead of finding them again")
+    p.add_argument("--write-reference", type=Path, default=None, metavar="OUT",
+                   help="only find the landmarks of the real clips to be scored (--max-clips) and write them to OUT")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if (args.out is None) == (args.write_reference is None):
+        p.error("give --out (scores) or --write-reference (the real clips' landmarks), one of them")
     if args.frame_step < 1:
         p.error("--frame-step must be >= 1")
     if args.max_clips is not None and args.max_clips < 1:
         p.error("--max-clips must be >= 1 (leave it out for every clip)")
     try:
+        if args.write_reference:
+            reference_landmarks(args.real, args.write_reference, max_clips=args.max_clips, progress=not args.no_progress)
+            return 0
         result = evaluate(args.real, args.generated, args.lipreader, syncnet_path=args.syncnet, control=args.control,
-                          shift_s=args.shift_s, frame_step=args.frame_step,
-                          max_clips=args.max_clips, progress=not args.no_progress)
+                          shift_s=args.shift_s, frame_step=args.frame_step, max_clips=args.max_clips,
+                          reference=args.reference, progress=not args.no_progress)
     except (OSError, ValueError, KeyError) as e:
         print(f"speechanim.evaluate: error: {e}", file=sys.stderr)
         return 1

@@ -30,12 +30,35 @@ rule generate:
         " --limit-videos {params.videos} --seed {params.seed} 2> {log:q}"
 
 
+rule reference_landmarks:
+    """The face-mesh landmarks of the real test clips that every evaluation scores, found once per dataset."""
+    input:
+        real=lambda wc: packed(wc.dataset, "test"),
+    output:
+        f"{RESULTS}/{{dataset}}/real_landmarks.h5",
+    params:
+        max_clips=shell_args("--max-clips", config["evaluation"]["max_clips"]) if config["evaluation"].get("max_clips") else "",
+    log:
+        f"{LOGS}/evaluate/{{dataset}}/real_landmarks.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/real_landmarks.tsv",
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "OMP_NUM_THREADS=1 python -m speechanim.evaluate --real {input.real:q} {params.max_clips}"
+        " --write-reference {output:q} --no-progress 2> {log:q}"
+
+
 rule evaluate_method:
     """Every metric for one method's videos, the real test videos (ground_truth) or a control made from them."""
     input:
         real=lambda wc: packed(dataset_of(wc.run), "test"),
         lipreader=lambda wc: f"{RESULTS}/{dataset_of(wc.run)}/lipreader.pt",
         syncnet=lambda wc: f"{RESULTS}/{dataset_of(wc.run)}/syncnet.pt",
+        reference=lambda wc: f"{RESULTS}/{dataset_of(wc.run)}/real_landmarks.h5",
         generated=generated_video,
     output:
         json=f"{RESULTS}/{{run}}/metrics/{{method}}.json",
@@ -56,7 +79,8 @@ rule evaluate_method:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS=1 python -m speechanim.evaluate --real {input.real:q} {params.generated}"
-        " --lipreader {input.lipreader:q} --syncnet {input.syncnet:q} --out {output.json:q} {params.args} 2> {log:q}"
+        " --lipreader {input.lipreader:q} --syncnet {input.syncnet:q} --reference {input.reference:q}"
+        " --out {output.json:q} {params.args} 2> {log:q}"
 
 
 rule table2:

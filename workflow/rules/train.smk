@@ -27,6 +27,7 @@ rule train:
         f"{LOGS}/train/{{run}}/{{variant}}.log",
     benchmark:
         f"{LOGS}/benchmarks/{{run}}/train_{{variant}}.tsv",
+    priority: 1  # before generation and scoring, which wait for the lipreader and the SyncNet anyway
     threads: 1
     resources:
         mem_mb=16000,
@@ -56,6 +57,7 @@ rule lipreader:
         f"{LOGS}/train/{{dataset}}/lipreader.log",
     benchmark:
         f"{LOGS}/benchmarks/{{dataset}}/lipreader.tsv",
+    priority: 3  # the longest job: started first, so that 2 cores end together
     threads: 1
     resources:
         mem_mb=16000,
@@ -82,6 +84,7 @@ rule syncnet:
         f"{LOGS}/train/{{dataset}}/syncnet.log",
     benchmark:
         f"{LOGS}/benchmarks/{{dataset}}/syncnet.tsv",
+    priority: 2  # every evaluation needs it: done early, not last
     threads: 1
     resources:
         mem_mb=8000,
