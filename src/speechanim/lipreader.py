@@ -262,8 +262,8 @@ class LipReaderConfig:
     time_stretch: float = 0.0
     time_mask: int = 0
     # ema: validate and keep an exponential moving average of the weights (decay per step; 0 = the
-    # weights as trained). Averaging smooths the last epochs' noise, which is what the unseen test
-    # faces pay for. LipNet: none.
+    # weights as trained): it smooths their step-to-step noise (README: test WER with and without).
+    # LipNet: none.
     ema: float = 0.0
     # Decoding: "greedy" (best path) or "grid" (the best path through GRID's six-slot grammar,
     # a lexicon-constrained CTC decoder; LipNet decodes with a beam search and a language model).
