@@ -92,6 +92,16 @@ def test_bad_inputs_name_the_file(grid_mini, tmp_path):
         media.probe(empty)
 
 
+def test_write_video_reports_ffmpegs_failure_and_leaves_nothing(tmp_path):
+    """The frames go to ffmpeg in one write; when it fails, its own message names the problem."""
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    with pytest.raises(media.MediaError, match=r"x.mp4: encoding failed \(.*crf.*out of range"):
+        media.write_video(tmp_path / "x.mp4", frames, 25, quality=-100)
+    with pytest.raises(media.MediaError, match=r"y.mp4: encoding failed \(.*framerate"):
+        media.write_video(tmp_path / "y.mp4", frames, 0)
+    assert not list(tmp_path.iterdir())
+
+
 def test_write_video_rejects_bad_frames(tmp_path):
     with pytest.raises(ValueError, match="odd.mp4: frame size 95x128"):
         media.write_video(tmp_path / "odd.mp4", np.zeros((2, 128, 95, 3), np.uint8), 25)

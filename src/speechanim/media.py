@@ -275,6 +275,29 @@ _CODECS = {
 }
 
 
+def _pipe_in(cmd: list[str], data: np.ndarray, log: Path) -> bytes | None:
+    """Run ``cmd`` with ``data``'s bytes on its stdin; ``None`` if it succeeded, else its stderr.
+
+    One write of the whole buffer (``subprocess.run(input=...)`` writes it 4 KiB at a time, ~6,000
+    system calls and polls for a 3 s clip); stderr goes to a file, so a chatty ffmpeg cannot block.
+    """
+    with open(log, "w+b") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            proc.stdin.write(memoryview(data).cast("B"))
+        except BrokenPipeError:
+            pass  # ffmpeg stopped reading: its exit status and log say why
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        if proc.wait() == 0:
+            return None
+        err.seek(0)
+        return err.read()
+
+
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray,
@@ -324,16 +347,12 @@ def write_video(
         if audio is not None:
             wav = write_wav(Path(td) / "audio.wav", audio, int(sample_rate))
             streams.append(ffmpeg.input(str(wav)).audio)
-        try:
-            (
-                ffmpeg.output(*streams, str(tmp), **settings)
-                .global_args("-v", "error", "-nostdin")
-                .overwrite_output()
-                .run(cmd=ffmpeg_exe(), input=frames.tobytes(), capture_stdout=True, capture_stderr=True)
-            )
-        except ffmpeg.Error as e:
+        cmd = (ffmpeg.output(*streams, str(tmp), **settings).global_args("-v", "error", "-nostdin")
+               .overwrite_output().compile(cmd=ffmpeg_exe()))
+        err = _pipe_in(cmd, np.ascontiguousarray(frames), Path(td) / "ffmpeg.log")
+        if err is not None:
             tmp.unlink(missing_ok=True)
-            raise MediaError(f"{path}: encoding failed ({_first_problem(e.stderr) or 'ffmpeg failed'})") from None
+            raise MediaError(f"{path}: encoding failed ({_first_problem(err) or 'ffmpeg failed'})")
     try:
         os.replace(tmp, path)
     except OSError as e:
