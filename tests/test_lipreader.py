@@ -130,6 +130,24 @@ def test_grammar_decoder_snaps_to_the_grid_grammar():
         decode(clean, "beam")
 
 
+def test_grammar_decoder_reads_a_batch_of_clips_as_it_reads_each():
+    """Clips of different lengths decoded together (in chunks) give each clip's own sentence:
+    the padding past a short clip's end is never read back."""
+    from speechanim.lipreader import ctc_grammar_decode_many, decode_many
+
+    gen = torch.Generator().manual_seed(3)
+    clips = [torch.randn(int(n), len(VOCABULARY) + 1, generator=gen) * s
+             for n, s in zip([75, 40, 60, 75, 33, 52, 75], [0.5, 2, 4, 8, 3, 6, 1])]
+    clips.append(_one_hot_logits(list("__bin_ bllue a_t f  tw_ nnoa___")))
+    one_by_one = [ctc_grammar_decode(c) for c in clips]
+    assert ctc_grammar_decode_many(clips, chunk=3) == ctc_grammar_decode_many(clips) == one_by_one
+    assert one_by_one[-1] == "bin blue at f two now" and len(set(one_by_one)) > 3
+    assert decode_many(clips, "grid") == one_by_one and decode_many([], "grid") == []
+    assert decode_many(clips, "greedy") == [ctc_greedy_decode(c) for c in clips]
+    with pytest.raises(ValueError, match="too few"):
+        ctc_grammar_decode_many(clips[:2] + [_one_hot_logits(list("bin"))])
+
+
 # ----------------------------------------------------------------------------------------------
 # Configuration and network
 

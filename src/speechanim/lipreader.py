@@ -70,7 +70,11 @@ __all__ = [
     "LipReaderConfig",
     "LipReaderError",
     "cer",
+    "ctc_grammar_decode",
+    "ctc_grammar_decode_many",
     "ctc_greedy_decode",
+    "decode",
+    "decode_many",
     "decode_labels",
     "edit_distance",
     "encode_text",
@@ -146,16 +150,15 @@ def ctc_grammar_decode(scores: Tensor | np.ndarray, slots: Sequence[Sequence[str
     slot's words are entered from the best word of the slot before, ended one frame earlier.
     """
     scores = torch.as_tensor(scores)
-    if scores.ndim != 2 or scores.shape[1] != len(VOCABULARY) + 1:
-        raise ValueError(f"scores must be (T, {len(VOCABULARY) + 1}), got {tuple(scores.shape)}")
-    lp = scores[: length if length is not None else scores.shape[0]].double().log_softmax(-1).numpy()
-    n_frames, n_slots = len(lp), len(slots)
-    if n_frames == 0:
-        raise ValueError("no frames to decode")
+    return ctc_grammar_decode_many([scores[: length if length is not None else len(scores)]], slots)[0]
+
+
+def _grammar_states(slots: Sequence[Sequence[str]]) -> tuple[np.ndarray, ...]:
+    """The CTC state rows of every word of every slot: labels ``(S, W, E)``, which states do not
+    exist, which may be reached by skipping a blank, and each word's two end states ``(2, S, W, 1)``."""
     labels = [[encode_text(w if k == 0 else " " + w) for w in words] for k, words in enumerate(slots)]
-    n_words = max(len(words) for words in slots)
-    n = np.full((n_slots, n_words), 2)  # extended lengths; padding rows have no valid state
-    ext = np.zeros((n_slots, n_words, 2 * max(len(l) for ls in labels for l in ls) + 1), np.int64)
+    n = np.full((len(slots), max(len(words) for words in slots)), 2)  # extended lengths; padding rows: no valid state
+    ext = np.zeros((*n.shape, 2 * max(len(l) for ls in labels for l in ls) + 1), np.int64)
     for k, ls in enumerate(labels):
         for i, l in enumerate(ls):
             n[k, i] = 2 * len(l) + 1
@@ -165,47 +168,89 @@ def ctc_grammar_decode(scores: Tensor | np.ndarray, slots: Sequence[Sequence[str
     skip = np.zeros(ext.shape, bool)  # s - 2 -> s: jump the blank between two different labels
     skip[..., 2:] = (ext[..., 2:] != BLANK) & (ext[..., 2:] != ext[..., :-2])
     last = np.stack([n - 1, n - 2])[..., None]  # a word ends on its last label or the blank after it
-    score = np.full(ext.shape, -np.inf)
-    entry = np.zeros(ext.shape, np.int64)
-    slot_end = np.full(n_slots, -np.inf)  # best score of a word of each slot ending at the previous frame
-    end_word = np.zeros((n_frames, n_slots), np.int64)
-    end_entry = np.zeros((n_frames, n_slots), np.int64)
+    return ext, invalid, skip, last
+
+
+def ctc_grammar_decode_many(scores: Sequence[Tensor | np.ndarray], slots: Sequence[Sequence[str]] = GRID_SLOTS,
+                            chunk: int = 32) -> list[str]:
+    """:func:`ctc_grammar_decode` of several clips' scores (each ``(T_i, C)``), ``chunk`` clips
+    advanced together frame by frame (the same sentences, a fraction of the per-frame overhead)."""
+    lps = []
+    for y in scores:
+        y = torch.as_tensor(y)
+        if y.ndim != 2 or y.shape[1] != len(VOCABULARY) + 1:
+            raise ValueError(f"scores must be (T, {len(VOCABULARY) + 1}), got {tuple(y.shape)}")
+        if len(y) == 0:
+            raise ValueError("no frames to decode")
+        lps.append(y.double().log_softmax(-1).numpy())
+    ext, invalid, skip, last = _grammar_states(slots)
+    out = []
+    for i in range(0, len(lps), chunk):
+        out += _grammar_viterbi(lps[i:i + chunk], slots, ext, invalid, skip, last)
+    return out
+
+
+def _grammar_viterbi(lps: list[np.ndarray], slots, ext, invalid, skip, last) -> list[str]:
+    b, n_slots, n_frames = len(lps), len(slots), max(len(lp) for lp in lps)
+    lp = np.zeros((n_frames, b, lps[0].shape[1]))
+    for j, x in enumerate(lps):
+        lp[: len(x), j] = x  # frames past a clip's end are decoded too, but never read back
+    score = np.full((b, *ext.shape), -np.inf)
+    entry = np.zeros((b, *ext.shape), np.int64)
+    slot_end = np.full((b, n_slots), -np.inf)  # best score of a word of each slot ending at the previous frame
+    end_word = np.zeros((n_frames, b, n_slots), np.int64)
+    end_entry = np.zeros((n_frames, b, n_slots), np.int64)
+    done = np.zeros((n_frames, b), bool)  # a whole sentence ends at this frame
+    clips, rows = np.arange(b)[:, None], np.arange(n_slots)[None]
+    closed = np.where(invalid, -np.inf, 0.0)  # states a word does not have
+    no_skip = np.where(skip[..., 2:], 0.0, -np.inf)
     for t in range(n_frames):
-        candidates = np.full((4, *ext.shape), -np.inf)
-        entries = np.zeros((4, *ext.shape), np.int64)
-        candidates[0], entries[0] = score, entry  # stay
-        candidates[1, ..., 1:], entries[1, ..., 1:] = score[..., :-1], entry[..., :-1]  # next state
-        candidates[2, ..., 2:] = np.where(skip[..., 2:], score[..., :-2], -np.inf)  # skip a blank
-        entries[2, ..., 2:] = entry[..., :-2]
-        enter = np.concatenate([[0.0 if t == 0 else -np.inf], slot_end[:-1]])  # into a slot's first blank or label
-        candidates[3, ..., :2], entries[3] = enter[:, None, None], t
-        best = candidates.argmax(0)[None]
-        score = np.take_along_axis(candidates, best, 0)[0] + lp[t][ext]
-        entry = np.take_along_axis(entries, best, 0)[0]
-        score[invalid] = -np.inf
-        ends = np.take_along_axis(score[None], last, 3)[..., 0]  # (2, slots, words)
+        # each state keeps the best of: stay, the state before, a skipped blank, entering the slot
+        # (first wins a tie, in that order); ``entry`` carries the frame its word was entered at
+        new, ent = score.copy(), entry.copy()
+        for shift, extra in ((1, 0.0), (2, no_skip)):
+            came = score[..., :-shift] + extra
+            better = came > new[..., shift:]
+            new[..., shift:] = np.where(better, came, new[..., shift:])
+            ent[..., shift:] = np.where(better, entry[..., :-shift], ent[..., shift:])
+        first = np.full((b, 1), 0.0 if t == 0 else -np.inf)
+        enter = np.concatenate([first, slot_end[:, :-1]], 1)[..., None, None]  # a slot's first blank or label
+        better = enter > new[..., :2]
+        new[..., :2] = np.where(better, enter, new[..., :2])
+        ent[..., :2] = np.where(better, t, ent[..., :2])
+        score, entry = new + lp[t][:, ext] + closed, ent
+        ends = np.take_along_axis(score[None], last[:, None], 4)[..., 0]  # (2, clips, slots, words)
         at = ends.argmax(0)  # which of the two end states
         ends = ends.max(0)
-        word = ends.argmax(1)
-        rows = np.arange(n_slots)
-        slot_end = ends[rows, word]
+        word = ends.argmax(2)
+        slot_end = ends[clips, rows, word]
         end_word[t] = word
-        end_entry[t] = entry[rows, word, last[at[rows, word], rows, word, 0]]
-    if not np.isfinite(slot_end[-1]):
-        raise ValueError(f"{n_frames} frames are too few for any sentence of the grammar")
-    out, t = [], n_frames - 1
-    for k in range(n_slots - 1, -1, -1):
-        out.append(slots[k][end_word[t, k]])
-        t = end_entry[t, k] - 1
-    return " ".join(reversed(out))
+        end_entry[t] = entry[clips, rows, word, last[at[clips, rows, word], rows, word, 0]]
+        done[t] = np.isfinite(slot_end[:, -1])
+    out = []
+    for j, x in enumerate(lps):
+        t = len(x) - 1
+        if not done[t, j]:
+            raise ValueError(f"{len(x)} frames are too few for any sentence of the grammar")
+        words = []
+        for k in range(n_slots - 1, -1, -1):
+            words.append(slots[k][end_word[t, j, k]])
+            t = end_entry[t, j, k] - 1
+        out.append(" ".join(reversed(words)))
+    return out
 
 
 def decode(scores: Tensor | np.ndarray, decoder: str = "greedy") -> str:
     """One clip's per-frame class scores ``(T, C)`` as text, by ``decoder`` ("greedy" or "grid")."""
+    return decode_many([scores], decoder)[0]
+
+
+def decode_many(scores: Sequence[Tensor | np.ndarray], decoder: str = "greedy") -> list[str]:
+    """Several clips' scores (each ``(T_i, C)``) as text, by ``decoder`` ("greedy" or "grid")."""
     if decoder == "greedy":
-        return ctc_greedy_decode(scores)
+        return [ctc_greedy_decode(y) for y in scores]
     if decoder == "grid":
-        return ctc_grammar_decode(scores)
+        return ctc_grammar_decode_many(scores) if len(scores) else []
     raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
 
 
@@ -589,7 +634,7 @@ class LipReader:
 
     def transcribe_crops(self, crops: Sequence[Tensor], batch_size: int = 32, decoder: str | None = None) -> list[str]:
         """Sentences of mouth crops, decoded with ``decoder`` (default: the checkpoint's ``cfg.decoder``)."""
-        return [decode(y, decoder or self.cfg.decoder) for y in self.logits(crops, batch_size)]
+        return decode_many(self.logits(crops, batch_size), decoder or self.cfg.decoder)
 
     def crops(self, frames: np.ndarray | Tensor, *, channels_first: bool = False) -> Tensor:
         """Mouth crops ``(T, h, w)`` uint8 of aligned uint8 frames, as this reader cuts them."""
@@ -654,7 +699,7 @@ def _validate(model: LipNet, data: MouthClips, cfg: LipReaderConfig, dev: torch.
         crops, texts = data.crops[i:i + cfg.batch_size], data.texts[i:i + cfg.batch_size]
         loss, logits = _ctc_loss(model, crops, texts, dev)
         total += float(loss) * len(crops)
-        hyps += [decode(logits[j, : len(c)].cpu(), cfg.decoder) for j, c in enumerate(crops)]
+        hyps += decode_many([logits[j, : len(c)].cpu() for j, c in enumerate(crops)], cfg.decoder)
     return total / len(data), wer(data.texts, hyps), cer(data.texts, hyps)
 
 
@@ -779,7 +824,7 @@ def evaluate_h5(reader: LipReader, h5_path: str | os.PathLike, *, controls: bool
     logits = []
     for i in tqdm(range(0, len(data), 32), desc="lipreader: reading", unit="batch", disable=None if progress else True):
         logits += reader.logits(data.crops[i:i + 32])
-    hyps = [decode(y, reader.cfg.decoder) for y in logits]
+    hyps = decode_many(logits, reader.cfg.decoder)
     result: dict[str, Any] = {
         "h5": str(h5_path),
         "n_clips": len(data),
@@ -793,7 +838,7 @@ def evaluate_h5(reader: LipReader, h5_path: str | os.PathLike, *, controls: bool
     for name in DECODERS:
         if name == "grid" and not all(_is_grid_sentence(t) for t in data.texts):
             continue
-        decoded = hyps if name == reader.cfg.decoder else [decode(y, name) for y in logits]
+        decoded = hyps if name == reader.cfg.decoder else decode_many(logits, name)
         result["by_decoder"][name] = {"wer": wer(data.texts, decoded), "cer": cer(data.texts, decoded)}
     if controls:
         stills = [c[:1].expand_as(c) for c in data.crops]
