@@ -88,6 +88,26 @@ def test_generated_blink_finds_the_blink_and_counts_the_clips_scanned(generated)
     assert generated_blink(generated / "full.h5", 25.0, within=KEYS[1:]) == (None, -1, 2)  # brbk7n left out
 
 
+def test_generated_blink_takes_the_evaluations_blink_counts(generated, tmp_path):
+    """With the evaluation's per-clip CSV, its blink counts pick the clip; only that clip is scanned
+    again (for where the blink starts), and "scanned" counts the clips the evaluation scored."""
+    def scores(rows):
+        path = tmp_path / "full.csv"
+        path.write_text("key,scored,blinks,psnr\n" + "".join(f"{k},{sc},{b},1.0\n" for k, sc, b in rows))
+        return path
+
+    counted = scores([(k, True, int(k == "s1/brbk7n")) for k in KEYS])
+    assert generated_blink(generated / "full.h5", 25.0, scores=counted) == ("s1/brbk7n", pytest.approx(11, abs=1), len(KEYS))
+    # the counts decide: a CSV that found no blink means no scan at all, and unscored rows do not count
+    assert generated_blink(generated / "full.h5", 25.0, scores=scores([(k, True, 0) for k in KEYS])) == (None, -1, len(KEYS))
+    unscored = scores([(k, k != "s1/brbk7n", 1) for k in KEYS])
+    assert generated_blink(generated / "full.h5", 25.0, scores=unscored)[0] != "s1/brbk7n"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("key,psnr\ns1/brbk7n,1.0\n")
+    with pytest.raises(ValueError, match="bad.csv: not an evaluation's per-clip CSV"):
+        generated_blink(generated / "full.h5", 25.0, scores=bad)
+
+
 def test_real_blink_reads_the_packed_landmarks(packed):
     import h5py
 

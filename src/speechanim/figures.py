@@ -8,8 +8,8 @@ writes, each as PNG:
 * ``fig4_l1_vs_full.png``   real frames, the L1-only model and the full model on one test clip (Fig. 4)
 * ``fig5_same_face.png``    one still animated with the audio of clips of other speakers (Fig. 5)
 * ``fig6_same_audio.png``   one clip's audio on the stills of other speakers (Fig. 6)
-* ``fig7_blinks.png``       of up to 48 generated clips (spread over the test set), the one with the
-  most blinks: frames around its first blink and the eye aspect ratio over the clip, real and
+* ``fig7_blinks.png``       of up to 48 generated clips (spread over the test set; with ``--scores``
+  the clips the full model's evaluation scored, by its blink counts), the one with the most blinks: frames around its first blink and the eye aspect ratio over the clip, real and
   generated (Fig. 7); when none blinks, a real blink and the full model's frames at the same
   moment, the title saying so (no figure if no real clip blinks either)
 * ``fig_sync.png``          with ``--syncnet``: SyncNet's mean audio-video distance against the AV
@@ -116,19 +116,28 @@ def animate_pairs(generator: Generator | Path, data: WholeClips, pairs: list[tup
 
 
 def generated_blink(generated: Path, fps: float, max_clips: int | None = BLINK_SCAN,
-                    within: list[str] | None = None) -> tuple[str | None, int, int]:
+                    within: list[str] | None = None, scores: Path | None = None) -> tuple[str | None, int, int]:
     """Scan generated clips for blinks: ``(key, start frame, clips scanned)`` of the clip with the
     most blinks and its first blink, or ``(None, -1, clips scanned)`` when none blinks.
 
     ``max_clips`` clips spread evenly over the file's keys (those also in ``within``, when given)
-    are scanned (mediapipe costs ~7 ms a frame).
+    are scanned (mediapipe costs ~7 ms a frame).  With ``scores``, the evaluation's per-clip CSV of
+    these videos (``speechanim.evaluate``), its blink counts choose the clip instead: only that clip
+    is scanned again, for where its first blink starts, and "scanned" is the clips it scored.
     """
     from .align import detect_landmarks
     from .metrics.blinks import blinks_from_landmarks, eye_aspect_ratio
 
     best = None
     with h5py.File(generated, "r") as h5:
-        keys = spread([k for k in clip_keys(h5) if within is None or k in within], max_clips)
+        keys = [k for k in clip_keys(h5) if within is None or k in within]
+        if scores is not None:
+            counted = _scored_blinks(scores, keys)
+            keys = [max(counted, key=counted.get)] if counted and max(counted.values()) > 0 else []
+            scanned = len(counted)
+        else:
+            keys = spread(keys, max_clips)
+            scanned = len(keys)
         for key in keys:
             landmarks, _ = detect_landmarks(_frames(h5, key), video=True)
             if not np.isfinite(eye_aspect_ratio(landmarks)).any():
@@ -136,7 +145,19 @@ def generated_blink(generated: Path, fps: float, max_clips: int | None = BLINK_S
             blinks = blinks_from_landmarks(landmarks, fps).blinks
             if blinks and (best is None or len(blinks) > best[0]):
                 best = (len(blinks), key, blinks[0][0])
-    return (None, -1, len(keys)) if best is None else (best[1], best[2], len(keys))
+    return (None, -1, scanned) if best is None else (best[1], best[2], scanned)
+
+
+def _scored_blinks(path: Path, keys: list[str]) -> dict[str, int]:
+    """Blink counts of the clips of ``keys`` that an evaluation CSV scored (in the CSV's order)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"key", "scored", "blinks"} <= rows[0].keys():
+        raise ValueError(f"{path}: not an evaluation's per-clip CSV (needs key, scored and blinks columns)")
+    wanted = set(keys)
+    return {r["key"]: int(float(r["blinks"] or 0)) for r in rows if r["scored"] == "True" and r["key"] in wanted}
 
 
 def real_blink(real: h5py.File, keys: list[str], fps: float) -> tuple[str, int] | None:
@@ -213,8 +234,9 @@ def sync_figure(rows: list[tuple[str, np.ndarray]], scorer, audio: np.ndarray, r
 
 
 def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *, seed: int = 0,
-                 syncnet: Path | None = None) -> list[Path]:
+                 syncnet: Path | None = None, scores: Path | None = None) -> list[Path]:
     """Write the figures whose inputs exist (see the module docstring); returns the PNGs written.
+    ``scores``: the full model's per-clip evaluation CSV, whose blink counts pick Fig. 7's clip.
 
     Figures 4, 7 and 8 need ``<generated>/{l1,full,static}.h5``; 5 and 6 need two speakers.
     """
@@ -262,7 +284,7 @@ def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *,
         if "full" in have:
             with h5py.File(have["full"], "r") as h5:
                 both = [k for k in clip_keys(h5) if k in real]  # clips with a real and a generated video
-            bkey, start, scanned = generated_blink(have["full"], fps, within=both)
+            bkey, start, scanned = generated_blink(have["full"], fps, within=both, scores=scores)
             if bkey is not None:
                 frames = gen("full", bkey)
                 lo = max(0, min(start - 3, len(frames) - N_COLUMNS))
@@ -311,9 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--syncnet", type=Path, default=None, help="the dataset's SyncNet checkpoint (fig_sync.png)")
+    p.add_argument("--scores", type=Path, default=None,
+                   help="the full model's per-clip evaluation CSV: its blink counts pick Fig. 7's clip (no rescan)")
     args = p.parse_args(argv)
     try:
-        written = make_figures(args.h5, args.generated, args.checkpoint, args.out, seed=args.seed, syncnet=args.syncnet)
+        written = make_figures(args.h5, args.generated, args.checkpoint, args.out, seed=args.seed, syncnet=args.syncnet,
+                               scores=args.scores)
     except (OSError, ValueError) as e:
         print(f"speechanim.figures: error: {e}", file=sys.stderr)
         return 1

@@ -144,6 +144,7 @@ rule figures:
         generated=lambda wc: expand(f"{RESULTS}/{run_of(wc.dataset, SEEDS[0])}/generated/{{variant}}.h5",
                                     variant=["l1", "full", "static"]),
         syncnet=f"{RESULTS}/{{dataset}}/syncnet.pt",
+        scores=lambda wc: f"{RESULTS}/{run_of(wc.dataset, SEEDS[0])}/metrics/full.csv",  # its blink counts pick Fig. 7's clip
     output:
         *[report(f"{RESULTS}/figures/{{dataset}}/{name}.png", caption=f"../report/{name}.rst", category="Figures",
                  subcategory="{dataset}")
@@ -157,4 +158,5 @@ rule figures:
         "../../envs/torch.yaml"
     shell:
         "python -m speechanim.figures --h5 {input.h5:q} --generated {params.generated:q}"
-        " --checkpoint {input.checkpoint:q} --syncnet {input.syncnet:q} --out {params.out:q} 2> {log:q}"
+        " --checkpoint {input.checkpoint:q} --syncnet {input.syncnet:q} --scores {input.scores:q}"
+        " --out {params.out:q} 2> {log:q}"
