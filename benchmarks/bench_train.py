@@ -20,7 +20,7 @@ between steps, so it should be several times faster than a step.
 --run: writes a corpus of drawn talking faces (tests/train_fixtures.py: a face per clip, blinking
 eyes, a mouth whose opening follows the loudness of a voiced syllable train) with ``--clips``
 clips of 75 frames, mirrored (2x), and ``--val-clips`` validation clips of other faces; trains each
-variant with ``speechanim.train.train`` (with the default's epochs: 7 x 150 steps, minutes per
+variant with ``speechanim.train.train`` (with the default's epochs: 6 x 150 steps, minutes per
 variant; shorten with ``--training '{"max_epochs": 2}'``); then reports wall time, epochs, the best validation PSNR
 and how well the generated mouth follows the audio on the validation clips: the Pearson
 correlation, per clip, between the mouth darkness of the generated frames and the true opening,
