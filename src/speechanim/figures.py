@@ -10,8 +10,9 @@ writes, each as PNG:
 * ``fig6_same_audio.png``   one clip's audio on the stills of other speakers (Fig. 6)
 * ``fig7_blinks.png``       of up to 48 generated clips (spread over the test set; with ``--scores``,
   the clips the full model's evaluation scored, by its blink counts), the one with the most blinks:
-  frames around its first blink and the eye aspect ratio over the clip, real and generated (Fig. 7); when none blinks, a real blink and the full model's frames at the same
-  moment, the title saying so (no figure if no real clip blinks either)
+  frames around its first blink and the eye aspect ratio over the clip, real and generated (Fig. 7);
+  when none blinks, a real blink and the full model's frames at the same moment, the title saying
+  so (no figure if no real clip blinks either)
 * ``fig_sync.png``          with ``--syncnet``: SyncNet's mean audio-video distance against the AV
   offset on one test clip, for the real video, the full model, the static baseline and the still
   image (a sharp minimum at 0 is lip sync; LSE-C is the depth of that minimum below the median)
