@@ -123,7 +123,8 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     for unchanged in ("synthgrid_speaker", "align_speaker", "pack", "lipreader", "syncnet", "table1"):
         assert unchanged not in counts, counts
     assert rerun_after(tmp_path, lambda c: c["evaluation"].update(frame_step=5)).keys() == {
-        "evaluate_method", "table2", "table3", "claims", "all"}  # scoring only: no generation
+        "evaluate_method", "table2", "table3", "claims", "figures", "all"}  # scoring only: no generation
+    # (figures reads the full model's per-clip scores: Fig. 7's clip is picked by its blink counts)
     counts = rerun_after(tmp_path, lambda c: c["preprocess"].update(mirror_train=False))
     assert counts["pack"] == 1 and "align_speaker" not in counts and counts["train"] == 8, counts  # the training pack
     assert rerun_after(tmp_path, lambda c: c["training"].update(num_workers=3)) == {}  # not a result
