@@ -144,3 +144,12 @@ def test_claims_md_has_one_line_per_claim_with_verdict_and_margin(tmp_path):
     assert "L1 24.3 +- 0.14, L1+Adv_img 23.2 +- 0.14, full 22.9 +- 0.14" in lines[0]
     assert lines[7].startswith("- **does not hold** (-") and "allowed 0.15-0.6" in lines[7]
     assert "pooled" in out.read_text() and "2 training seed(s)" in out.read_text()
+
+
+def test_a_margin_without_spread_is_printed_as_infinite_and_explained():
+    """Every seed without blinks (std 0) against real blinks: -inf std, said in words, not a bare "-inf"."""
+    from speechanim.claims import Verdict, claim_line
+
+    line = claim_line("4.3: the full model blinks", Verdict(False, -math.inf, "full 0 +- 0, real 0.32"))
+    assert line.startswith("- **does not hold** (-inf std: no spread, every seed gives the same values) — 4.3")
+    assert claim_line("x", Verdict(True, 1.25, "f")).startswith("- **holds** (+1.2 std) — x")

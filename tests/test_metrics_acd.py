@@ -4,6 +4,8 @@ dlib's descriptor takes ~0.2 s a frame on one core, so these tests embed few fra
 """
 from __future__ import annotations
 
+import importlib
+
 import matplotlib.cbook
 import numpy as np
 import pytest
@@ -97,3 +99,26 @@ def test_errors_name_the_problem(aligned):
         embed(frames.astype(np.float32))
     with pytest.raises(ValueError, match="frame_step"):
         acd(frames[0], frames, frame_step=0)
+
+
+def test_identical_frames_are_described_once(aligned, monkeypatch):
+    """The still-image control repeats one frame: dlib describes it once, and every copy gets its descriptor."""
+    acd_module = importlib.import_module("speechanim.metrics.acd")  # the package's `acd` is the function
+    detector, predictor, recogniser = acd_module._dlib_models()
+    calls = []
+
+    class Counting:
+        def compute_face_descriptor(self, frame, shape):
+            calls.append(frame.tobytes())
+            return recogniser.compute_face_descriptor(frame, shape)
+
+    monkeypatch.setattr(acd_module, "_dlib_models", lambda: (detector, predictor, Counting()))
+    clip = aligned["bbaf2n"]
+    frames = np.stack([clip[0], clip[5], clip[0], clip[5], clip[0]])
+    out = embed(frames, box="frame")
+    assert len(calls) == 2 and len(set(calls)) == 2
+    np.testing.assert_array_equal(out[2], out[0])
+    np.testing.assert_array_equal(out[3], out[1])
+    calls.clear()
+    assert acd(clip[0], np.stack([clip[0]] * 6), frame_step=1) == 0.0  # the still repeated: one description
+    assert len(calls) == 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import resample_poly
 
 
 class SilentAudioError(ValueError):
@@ -34,6 +33,8 @@ def window_samples(sample_rate: int, window_s: float) -> int:
 
 def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Polyphase resampling (``scipy.signal.resample_poly``) between integer rates, float32 out."""
+    from scipy.signal import resample_poly  # imported here: scipy.signal costs ~0.8 s, and most jobs never resample
+
     rate_in, rate_out = int(rate_in), int(rate_out)
     if rate_in == rate_out:
         return np.asarray(audio, np.float32)

@@ -174,7 +174,12 @@ def silence_claim(s: dict[str, list[dict]]) -> Verdict:
 
 def claim_line(text: str, v: Verdict) -> str:
     verdict = "holds" if v.holds else "does not hold"
-    margin = "margin n/a" if math.isnan(v.margin) else f"{v.margin:+.1f} std"
+    if math.isnan(v.margin):
+        margin = "margin n/a"
+    elif math.isinf(v.margin):
+        margin = f"{v.margin:+} std: no spread, every seed gives the same values"
+    else:
+        margin = f"{v.margin:+.1f} std"
     return f"- **{verdict}** ({margin}) — {text}: {v.figures}"
 
 
@@ -185,7 +190,8 @@ One line per claim: **holds** or **does not hold**, the margin in standard devia
 Margin: the difference of the means, signed to be positive when the claim holds, over the pooled
 standard deviation of the seeds (root mean of the compared methods' sample variances, ddof=1);
 for "close" / "within" claims the difference is the tolerance minus |difference of the means|;
-"margin n/a": one seed (no spread), or a value that some seed lacks (N/A, e.g. no blinks: does not hold).
+"margin n/a": one seed (no spread), or a value that some seed lacks (N/A, e.g. no blinks: does not hold);
+"+-inf std: no spread": every seed gives the same values (e.g. no blinks at all), so any gap is infinite.
 WER as a fraction of words.
 Close: PSNR within {psnr:g} dB, SSIM within {ssim:g}. Blinks: rate within a factor of {factor:g},
 mean duration within {duration:g} s of the real videos'. Silence motion: mean absolute change of the

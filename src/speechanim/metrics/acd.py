@@ -150,8 +150,13 @@ def embed(frames: np.ndarray, *, box: BoxSpec = "detect") -> np.ndarray:
             raise ValueError(f"box {box!r} is empty or outside the frame")
         boxes = [(left, top, right, bottom)] * t
     out = np.empty((t, DESCRIPTOR_SIZE))
+    first: dict[tuple[bytes, Box], int] = {}  # an identical frame and box (a still repeated) is described once
     for i, (frame, b) in enumerate(zip(frames, boxes)):
         frame = np.ascontiguousarray(frame)
+        j = first.setdefault((frame.tobytes(), tuple(b)), i)
+        if j < i:
+            out[i] = out[j]
+            continue
         shape = predictor(frame, dlib.rectangle(*b))
         out[i] = np.asarray(recogniser.compute_face_descriptor(frame, shape))
     return out
@@ -177,6 +182,10 @@ def acd(still: np.ndarray, frames: np.ndarray, *, box: BoxSpec | None = None, fr
             raise ValueError(f"frames {frames.shape[1:3]} and still {still.shape[1:3]} differ in size: "
                              "pass box='detect' to find the face in each")
         box = face_box(still[0]) or "frame"
-    reference = embed(still, box=box)[0]
-    descriptors = embed(frames[::frame_step], box=box)
+    frames = frames[::frame_step]
+    if frames.shape[1:] == still.shape[1:]:  # one call: a frame identical to the still is not described again
+        both = embed(np.concatenate([still, frames]), box=box)
+        reference, descriptors = both[0], both[1:]
+    else:
+        reference, descriptors = embed(still, box=box)[0], embed(frames, box=box)
     return float(np.linalg.norm(descriptors - reference, axis=1).mean())
