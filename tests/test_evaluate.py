@@ -231,8 +231,9 @@ def test_still_image_control_is_frame_0_repeated_scored_like_a_method(packed, re
         assert still.shape == real[r["key"]].shape and (still == real[r["key"]][0]).all()
         assert r["psnr"] == video_quality(real[r["key"]][1:], still[1:]).psnr and np.isfinite(r["psnr"])
         assert r["mouth_r"] == 0.0 and r["lmd"] > 0 and r["blinks"] == 0 and r["acd"] == 0.0
+        assert r["eye_motion"] == 0.0  # frozen eyes
         assert r["transcript"] == reader.transcribe(still)
-    assert s["mouth_r"] == 0.0 and s["blinks_per_s"] == 0.0 and s["wer"] is not None
+    assert s["mouth_r"] == 0.0 and s["blinks_per_s"] == 0.0 and s["wer"] is not None and s["eye_motion"] == 0.0
 
 
 def test_controls_are_checked(packed, generated):
@@ -264,6 +265,10 @@ def test_blinks_rate_and_duration_from_the_real_blink(gt_result):
     n_blinks = sum(r["blinks"] for r in rows.values())
     assert s["blink_clips"] == 3
     assert s["blinks_per_s"] == pytest.approx(n_blinks / (3 * N_FRAMES / 25.0))
+    # the real eyes move (blinks, gaze, head): the blinking clip most; the summary is the clips' mean
+    assert all(r["eye_motion"] > 0.3 for r in rows.values())
+    assert rows["s1/brbk7n"]["eye_motion"] > rows["s3/sbia1a"]["eye_motion"]
+    assert s["eye_motion"] == pytest.approx(np.mean([r["eye_motion"] for r in rows.values()]))
     assert s["blink_duration_s"] == pytest.approx(sum(r["blink_frames"] for r in rows.values()) / n_blinks / 25.0)
 
 

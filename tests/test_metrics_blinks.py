@@ -12,6 +12,7 @@ from speechanim.metrics.blinks import (
     blinks_from_frames,
     blinks_from_landmarks,
     eye_aspect_ratio,
+    eye_motion,
     find_blinks,
 )
 
@@ -136,3 +137,35 @@ def test_real_grid_clips(grid_mini):
     assert 0.1 <= stats.mean_duration <= 0.3
     frames, fps = read_video(grid_mini / "sbia1a.mpg")
     assert blinks_from_frames(frames, fps).count == 0
+
+
+def test_eye_motion_is_zero_for_frozen_eyes_and_grows_with_blinks():
+    opened, closed = _cartoon_face(True), _cartoon_face(False)
+    from speechanim.align import detect_landmarks
+
+    landmarks, found = detect_landmarks(np.stack([opened] * 20), video=True)
+    assert found.all()
+    assert eye_motion(np.stack([opened] * 20), landmarks) == 0.0  # the still image repeated
+    blinking = np.stack([closed if 8 <= i < 12 else opened for i in range(20)])
+    # 4 of 18 scored frames shut: std = |difference of the box means| * sqrt(p (1 - p)), p = 4/18
+    moving = eye_motion(blinking, landmarks)
+    assert moving > 5.0
+    # alternating from frame 2 on: p = 1/2, std = difference / 2
+    difference = 2 * eye_motion(np.stack([opened, closed] * 10), landmarks)
+    assert moving == pytest.approx(difference * np.sqrt(4 / 18 * 14 / 18), rel=1e-6)
+    # a change outside the eyes (the mouth) is not eye motion
+    mouth = opened.copy()
+    mouth[-20:] = 0
+    assert eye_motion(np.stack([mouth if i % 2 else opened for i in range(20)]), landmarks) == 0.0
+
+
+def test_eye_motion_refuses_what_it_cannot_measure():
+    frames = np.zeros((10, 64, 48, 3), np.uint8)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        eye_motion(frames.astype(np.float32), np.zeros((10, 478, 2)))
+    with pytest.raises(ValueError, match="landmarks for each of more than 3 frames"):
+        eye_motion(frames, np.zeros((9, 478, 2)))
+    with pytest.raises(ValueError, match="NaN in every frame"):
+        eye_motion(frames, np.full((10, 478, 2), np.nan))
+    with pytest.raises(ValueError, match="outside the 48 x 64 frame"):
+        eye_motion(frames, np.full((10, 478, 2), 500.0))

@@ -91,7 +91,7 @@ def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step
     ``real_landmarks``: the real clip's face-mesh landmarks if already found (:func:`reference_landmarks`)."""
     from .align import detect_landmarks
     from .metrics.acd import acd
-    from .metrics.blinks import blinks_from_landmarks, eye_aspect_ratio
+    from .metrics.blinks import blinks_from_landmarks, eye_aspect_ratio, eye_motion
     from .metrics.cpbd import cpbd_video
     from .metrics.fdbm import fdbm_video
     from .metrics.lmd import lmd, mouth_correlation
@@ -118,6 +118,10 @@ def score_clip(real: np.ndarray, fake: np.ndarray | None, fps: float, frame_step
         row["blink_frames"] = int(sum(b - a for a, b in blinks.blinks))
     else:  # mediapipe finds no face in any frame (e.g. a failed model): blinks cannot be measured
         row["blinks"] = row["blink_frames"] = None
+    try:  # where the real eyes are, so it needs no face found in the generated frames
+        row["eye_motion"] = eye_motion(video, real_landmarks)
+    except ValueError:  # no real eye landmarks (or too short a clip)
+        row["eye_motion"] = None
     row["seconds"] = len(video) / fps
     return row
 
@@ -305,6 +309,7 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
         "blinks_per_s": blink_count / seconds if measured else None,
         "blink_duration_s": blink_seconds / blink_count if blink_count else None,
         "blink_clips": len(measured),
+        "eye_motion": mean("eye_motion"),
         "silence_motion": mean("silence_motion"),
         "silence_clips": sum(r.get("silence_motion") is not None for r in rows),
     }

@@ -15,7 +15,7 @@ is imported (they shadow their modules); import module contents with
 ``from speechanim.metrics.cpbd import ...``.
 """
 from .acd import acd, embed, face_box
-from .blinks import BlinkStats, blinks_from_frames, blinks_from_landmarks, eye_aspect_ratio, find_blinks
+from .blinks import BlinkStats, blinks_from_frames, blinks_from_landmarks, eye_aspect_ratio, eye_motion, find_blinks
 from .cpbd import cpbd, cpbd_frames, cpbd_video, to_gray
 from .fdbm import fdbm, fdbm_frames, fdbm_video
 from .quality import Quality, mean_quality, psnr, psnr_frames, ssim, ssim_frames, video_quality
@@ -31,6 +31,7 @@ __all__ = [
     "cpbd_video",
     "embed",
     "eye_aspect_ratio",
+    "eye_motion",
     "face_box",
     "fdbm",
     "fdbm_frames",

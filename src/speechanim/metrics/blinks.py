@@ -45,6 +45,7 @@ __all__ = [
     "blinks_from_frames",
     "blinks_from_landmarks",
     "eye_aspect_ratio",
+    "eye_motion",
     "find_blinks",
 ]
 
@@ -149,3 +150,36 @@ def blinks_from_frames(frames: np.ndarray, fps: float, *, ratio: float = CLOSED_
 
     landmarks, _ = detect_landmarks(frames, video=True)
     return blinks_from_landmarks(landmarks, fps, ratio=ratio, open_ear=open_ear, min_frames=min_frames)
+
+
+def eye_motion(frames: np.ndarray, landmarks: np.ndarray, *, start: int = 2) -> float:
+    """How much the eyes change over a clip: the standard deviation over frames ``start..T`` of the mean
+    grey level (mean of R, G, B; 0-255) inside the two eye boxes.
+
+    ``frames`` is uint8 RGB ``(T, H, W, 3)``; the boxes come from ``landmarks`` (the *real* clip's
+    ``(T, 478, 2)`` face mesh, so a generated clip is measured where the real eyes are): each eye's
+    :data:`EYE_INDICES` points over all frames, plus one pixel around, clipped to the frame. A clip
+    whose eyes never change (the still image repeated) gives 0; blinks, gaze and head motion raise it.
+    A diagnostic for why no blink is found: it needs no landmarks on the generated frames.
+    """
+    frames = np.asarray(frames)
+    landmarks = np.asarray(landmarks, np.float64)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 RGB (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    eye_aspect_ratio(landmarks)  # checks the landmarks' shape
+    if len(landmarks) != len(frames) or len(frames) <= start + 1:
+        raise ValueError(f"need landmarks for each of more than {start + 1} frames, got {len(landmarks)} for {len(frames)}")
+    grey = frames[start:].astype(np.float64).mean(-1)
+    h, w = grey.shape[1:]
+    signals = []
+    for eye in EYE_INDICES:
+        pts = landmarks[:, list(eye)].reshape(-1, 2)
+        pts = pts[np.isfinite(pts).all(1)]
+        if not len(pts):
+            raise ValueError("the landmarks of an eye are NaN in every frame")
+        (x0, y0), (x1, y1) = np.floor(pts.min(0)).astype(int) - 1, np.ceil(pts.max(0)).astype(int) + 1
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
+        if x1 < x0 or y1 < y0:
+            raise ValueError(f"an eye's box ({x0}, {y0})-({x1}, {y1}) lies outside the {w} x {h} frame")
+        signals.append(grey[:, y0:y1 + 1, x0:x1 + 1].mean((1, 2)))
+    return float(np.mean(signals, 0).std())
