@@ -182,4 +182,5 @@ def eye_motion(frames: np.ndarray, landmarks: np.ndarray, *, start: int = 2) -> 
         if x1 < x0 or y1 < y0:
             raise ValueError(f"an eye's box ({x0}, {y0})-({x1}, {y1}) lies outside the {w} x {h} frame")
         signals.append(grey[:, y0:y1 + 1, x0:x1 + 1].mean((1, 2)))
-    return float(np.mean(signals, 0).std())
+    signal = np.mean(signals, 0)
+    return float((signal - signal[0]).std())  # shifted by its first value: exactly 0 when it never changes
