@@ -8,10 +8,10 @@ and --training override them like the CLI's options (``--model '{}' --training '
 ``--paper`` starts from the paper's sizes instead).
 
 Speed: one ``speechanim.train.train_step`` (generator forward, discriminator step, generator step)
-on random batches of ``batch_size`` clips x ``n_frames`` frames, best of ``--repeats`` timings of
-``--steps`` steps after one warm-up step; prints steps/s and training frames/s per variant, steps
-per CPU-second of this process (steadier than the wall clock on a shared machine) and each
-variant's speed relative to ``l1``. Then the data loader: batches/s of the trainer's own DataLoader
+on random batches of ``batch_size`` clips x ``n_frames`` frames; the variants take turns step by step
+(``--steps`` x ``--repeats`` steps each, after two warm-up steps) and each is timed by its median
+step; prints steps/s and training frames/s per variant, steps per CPU-second of this process
+(steadier than the wall clock on a shared machine) and each variant's speed relative to ``l1``. Then the data loader: batches/s of the trainer's own DataLoader
 (``TrainingWindows`` of ``n_frames``, ``batch_size``, ``num_workers`` as configured) over
 ``--data`` (default: the packed embedded corpus if it is there, else a written one), as a multiple
 of the fastest variant's step rate: with ``num_workers`` 0 the loader runs in the training process,
@@ -34,6 +34,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -70,7 +71,9 @@ def embedded_default() -> tuple[dict, dict]:
     return model, dict(config["training"])
 
 
-def speed(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, repeats: int) -> dict:
+def step_runner(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Callable[[], None], dict]:
+    """One variant's networks, optimisers and a random batch; a function running one training step on
+    them (synchronised on CUDA), and the networks' parameter counts."""
     dev = device()
     model_cfg = variant_model_config(variant, model_cfg)
     torch.manual_seed(0)
@@ -82,21 +85,34 @@ def speed(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig, steps: i
     batch = Batch(torch.rand(b, 3, h, w, device=dev) * 2 - 1, torch.rand(b, t, 3, h, w, device=dev) * 2 - 1,
                   torch.randn(b, t, model_cfg.window, device=dev) * 0.3)
 
-    def run(n: int) -> tuple[float, float]:
+    def step() -> None:
+        train_step(nets, opts, criterion, batch)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(n):
-            train_step(nets, opts, criterion, batch)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return time.perf_counter() - t0, time.process_time() - c0
 
-    run(1)
-    timings = [run(steps) for _ in range(repeats)]
-    wall, cpu = min(w for w, _ in timings), min(c for _, c in timings)
-    return {"steps_per_s": steps / wall, "frames_per_s": steps * b * t / wall, "steps_per_cpu_s": steps / cpu,
-            "params": {n: sum(p.numel() for p in m.parameters()) for n, m in nets.items()}}
+    return step, {n: sum(p.numel() for p in m.parameters()) for n, m in nets.items()}
+
+
+def speeds(variants: list[str], model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, repeats: int) -> dict:
+    """Each variant's median wall and CPU time of one step over ``steps x repeats`` steps, the variants
+    taking turns step by step after two warm-up steps each: a change in the machine's load (the other
+    core's jobs, the clock) then falls on every variant alike, so their ratios hold even on a busy
+    machine, where timing one variant after another gave ratios that moved by +-0.1."""
+    runners = {v: step_runner(v, model_cfg, train_cfg) for v in variants}
+    for step, _ in runners.values():
+        step()
+        step()
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(steps * repeats):
+        for v, (step, _) in runners.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            step()
+            wall[v].append(time.perf_counter() - t0)
+            cpu[v].append(time.process_time() - c0)
+    b, t = train_cfg.batch_size, train_cfg.n_frames
+    return {v: {"steps_per_s": 1 / np.median(wall[v]), "frames_per_s": b * t / np.median(wall[v]),
+                "steps_per_cpu_s": 1 / np.median(cpu[v]), "params": runners[v][1]} for v in variants}
 
 
 def loader_speed(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, batches: int) -> dict:
@@ -176,9 +192,8 @@ def main() -> None:
           f"{train_cfg.n_frames} frames; {where}")
 
     if not args.run:
-        rates = {}
-        for v in args.variants:
-            r = rates[v] = speed(v, model_cfg, train_cfg, args.steps, args.repeats)
+        rates = speeds(args.variants, model_cfg, train_cfg, args.steps, args.repeats)
+        for v, r in rates.items():
             vs_l1 = f"  {r['steps_per_cpu_s'] / rates['l1']['steps_per_cpu_s']:4.2f}x l1" if "l1" in rates else ""
             print(f"  {v:10s} {r['steps_per_s']:6.2f} steps/s  {r['frames_per_s']:7.0f} frames/s  "
                   f"{r['steps_per_cpu_s']:6.2f} steps/CPU-s{vs_l1}  "
