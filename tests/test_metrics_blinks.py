@@ -147,12 +147,13 @@ def test_eye_motion_is_zero_for_frozen_eyes_and_grows_with_blinks():
     assert found.all()
     assert eye_motion(np.stack([opened] * 20), landmarks) == 0.0  # the still image repeated
     blinking = np.stack([closed if 8 <= i < 12 else opened for i in range(20)])
-    # 4 of 18 scored frames shut: std = |difference of the box means| * sqrt(p (1 - p)), p = 4/18
+    # 4 of the 19 scored frames (2..T) shut: std = |difference of the box means| * sqrt(p (1 - p)), p = 4/19
     moving = eye_motion(blinking, landmarks)
     assert moving > 5.0
-    # alternating from frame 2 on: p = 1/2, std = difference / 2
-    difference = 2 * eye_motion(np.stack([opened, closed] * 10), landmarks)
-    assert moving == pytest.approx(difference * np.sqrt(4 / 18 * 14 / 18), rel=1e-6)
+    # alternating: of frames 2..20, 10 shut and 9 open
+    difference = eye_motion(np.stack([opened, closed] * 10), landmarks) / np.sqrt(10 / 19 * 9 / 19)
+    assert moving == pytest.approx(difference * np.sqrt(4 / 19 * 15 / 19), rel=1e-6)
+    assert eye_motion(blinking[8:], landmarks[8:], start=4) == 0.0  # only open frames from index 4 on
     # a change outside the eyes (the mouth) is not eye motion
     mouth = opened.copy()
     mouth[-20:] = 0
@@ -163,7 +164,7 @@ def test_eye_motion_refuses_what_it_cannot_measure():
     frames = np.zeros((10, 64, 48, 3), np.uint8)
     with pytest.raises(ValueError, match="uint8 RGB"):
         eye_motion(frames.astype(np.float32), np.zeros((10, 478, 2)))
-    with pytest.raises(ValueError, match="landmarks for each of more than 3 frames"):
+    with pytest.raises(ValueError, match="landmarks for each of more than 2 frames"):
         eye_motion(frames, np.zeros((9, 478, 2)))
     with pytest.raises(ValueError, match="NaN in every frame"):
         eye_motion(frames, np.full((10, 478, 2), np.nan))

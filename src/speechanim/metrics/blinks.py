@@ -152,9 +152,10 @@ def blinks_from_frames(frames: np.ndarray, fps: float, *, ratio: float = CLOSED_
     return blinks_from_landmarks(landmarks, fps, ratio=ratio, open_ear=open_ear, min_frames=min_frames)
 
 
-def eye_motion(frames: np.ndarray, landmarks: np.ndarray, *, start: int = 2) -> float:
-    """How much the eyes change over a clip: the standard deviation over frames ``start..T`` of the mean
-    grey level (mean of R, G, B; 0-255) inside the two eye boxes.
+def eye_motion(frames: np.ndarray, landmarks: np.ndarray, *, start: int = 1) -> float:
+    """How much the eyes change over a clip: the standard deviation over the frames from index ``start``
+    on (1: frames 2..T, as PSNR skips the still the generator was given) of the mean grey level (mean
+    of R, G, B; 0-255) inside the two eye boxes.
 
     ``frames`` is uint8 RGB ``(T, H, W, 3)``; the boxes come from ``landmarks`` (the *real* clip's
     ``(T, 478, 2)`` face mesh, so a generated clip is measured where the real eyes are): each eye's
