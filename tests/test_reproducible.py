@@ -141,3 +141,17 @@ def test_training_is_bit_identical_across_processes(faces):
     for variant, workers in RUNS:
         assert_same_checkpoint(*(faces / f"{tag}-{variant}-{workers}" / "work" / "last.pt"
                                  for tag in ("plain", "disturb")))
+
+
+def test_a_checkpoint_file_is_the_same_bytes_wherever_and_by_whichever_process_it_is_written(tmp_path):
+    """The zip records inside a torch.save file are named after the file when it is given by name; the
+    atomic write's temporary name holds the process id, so the same payload once gave other bytes."""
+    from speechanim.checkpoint import save_checkpoint
+
+    payload = {"generator": {"w": torch.arange(6.0).reshape(2, 3)}, "epoch": 3}
+    a = save_checkpoint(tmp_path / "generator.pt", payload)
+    code = "import sys, torch; from speechanim.checkpoint import save_checkpoint; " \
+           "save_checkpoint(sys.argv[1], {'generator': {'w': torch.arange(6.0).reshape(2, 3)}, 'epoch': 3})"
+    finish(start_python(code, str(tmp_path / "best.pt")))
+    assert a.read_bytes() == (tmp_path / "best.pt").read_bytes()
+    assert load_checkpoint(a)["epoch"] == 3

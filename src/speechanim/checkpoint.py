@@ -41,10 +41,14 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` through a temporary file renamed on success (never a half file)."""
+    """Write ``payload`` to ``path`` through a temporary file renamed on success (never a half file).
+
+    torch.save is given the open file, not its name: given a name, it names the zip archive's records
+    after it (the temporary name, with the process id), so the same payload gave different bytes.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
     return path
 
 
