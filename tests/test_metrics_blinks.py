@@ -9,11 +9,13 @@ from speechanim.align import N_LANDMARKS
 from speechanim.media import read_video
 from speechanim.metrics.blinks import (
     EYE_INDICES,
+    MIN_BLINK_S,
     blinks_from_frames,
     blinks_from_landmarks,
     eye_aspect_ratio,
     eye_motion,
     find_blinks,
+    min_blink_frames,
 )
 
 FPS = 25.0
@@ -58,7 +60,7 @@ def test_eye_aspect_ratio_of_known_points():
 def test_synthetic_ear_sequence_with_known_blinks():
     ear = _ear_sequence()
     assert find_blinks(ear) == [(20, 24), (60, 63), (80, 81)]
-    stats = blinks_from_landmarks(_eye_landmarks(ear), FPS)
+    stats = blinks_from_landmarks(_eye_landmarks(ear), FPS, min_frames=1)
     assert stats.count == 3
     assert stats.blinks == ((20, 24), (60, 63), (80, 81))
     assert stats.duration == pytest.approx(4.0)
@@ -66,6 +68,20 @@ def test_synthetic_ear_sequence_with_known_blinks():
     assert stats.mean_duration == pytest.approx((4 + 3 + 1) / 3 / FPS)
     assert stats.open_ear == pytest.approx(np.median(ear))
     assert stats.threshold == pytest.approx(0.7 * np.median(ear))
+    # by default a blink lasts >= MIN_BLINK_S (2 frames at 25 fps): the one-frame dip at 80 is not one
+    stats = blinks_from_landmarks(_eye_landmarks(ear), FPS)
+    assert stats.blinks == ((20, 24), (60, 63))
+    assert stats.rate == pytest.approx(2 / 4.0)
+    assert stats.mean_duration == pytest.approx((4 + 3) / 2 / FPS)
+
+
+def test_the_shortest_blink_is_fps_independent():
+    assert MIN_BLINK_S == 0.06
+    assert [min_blink_frames(fps) for fps in (10, 25, 29.97, 30, 50, 60)] == [1, 2, 2, 2, 3, 4]
+    ear = _ear_sequence(n=150, blinks=((20, 21), (60, 62), (100, 103)))
+    assert blinks_from_landmarks(_eye_landmarks(ear), 25.0).blinks == ((60, 62), (100, 103))
+    assert blinks_from_landmarks(_eye_landmarks(ear), 50.0).blinks == ((100, 103),)
+    assert blinks_from_landmarks(_eye_landmarks(ear), 10.0).count == 3
 
 
 def test_threshold_is_relative_to_the_open_eye():
@@ -118,6 +134,7 @@ def _cartoon_face(eyes_open: bool, h: int = 128, w: int = 96) -> np.ndarray:
 def test_drawn_face_blinking_twice():
     opened, closed = _cartoon_face(True), _cartoon_face(False)
     frames = np.stack([closed if (10 <= i < 14 or 30 <= i < 34) else opened for i in range(50)])
+    frames[22] = closed  # a one-frame flicker (40 ms): shorter than any blink, not counted
     stats = blinks_from_frames(frames, FPS)
     assert stats.count == 2
     assert stats.rate == pytest.approx(2 / 2.0)
