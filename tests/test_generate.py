@@ -87,6 +87,26 @@ def test_frames_are_the_generator_output_for_the_still_audio_and_seeded_noise(ck
     assert np.abs(got.astype(np.int16) - expected).max() <= 1
 
 
+def test_the_loaded_generator_keeps_its_training_layout_with_the_same_frames(ckpt, packed):
+    # channels-last, as speechanim.train keeps it (faster on the CPU); the same network: the frames of
+    # a copy in the default layout differ by float rounding only
+    from speechanim.checkpoint import load_generator
+    from speechanim.packing import WholeClips
+
+    g, _ = load_generator(ckpt)
+    convs = [m for m in g.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    plain, _ = load_generator(ckpt)
+    plain.to(memory_format=torch.contiguous_format)
+    assert not convs[0].weight.is_contiguous() and plain.frame_decoder.to_rgb.weight.is_contiguous()
+    item = WholeClips(packed)[0]
+    noise = clip_noise(g, len(item["audio"]), clip_seed(0, item["key"]))
+    with torch.no_grad():
+        a = g(item["still"][None], item["audio"][None], noise[None])
+        b = plain(item["still"][None], item["audio"][None], noise[None])
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
 def test_reproducible_with_the_same_seed_and_any_batch_size(ckpt, packed, tmp_path):
     a = _frames(generate_file(ckpt, packed, tmp_path / "a.h5", seed=7, batch_size=2, progress=False))
     b = _frames(generate_file(ckpt, packed, tmp_path / "b.h5", seed=7, batch_size=2, progress=False))

