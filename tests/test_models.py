@@ -307,6 +307,34 @@ def test_sequence_discriminator_judges_several_videos_as_separate_calls(lengths)
         d_seq([real, fake[:, :4]], audio)
 
 
+def test_sequence_discriminator_judges_real_videos_with_another_clips_audio():
+    """mismatched=True adds a row: the first video with clip i+1's audio (the last with the first's),
+    the logits and gradients of a separate call given that audio (batch norm over the same codes)."""
+    cfg = small_config()
+    d_seq = SequenceDiscriminator(cfg).train()
+    _, real, audio = inputs(cfg, 3, 5, seed=1)
+    _, fake, _ = inputs(cfg, 3, 5, seed=2)
+
+    def grads(judge):
+        d_seq.zero_grad()
+        logits = judge()
+        (logits * torch.tensor([[1.0], [-2.0], [0.5]])).sum().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in d_seq.named_parameters()}
+
+    together = grads(lambda: d_seq([real, fake], audio, mismatched=True))
+    # apart: the audio codes of the mismatched row are those of the clips' own audio, shifted by one clip
+    apart = grads(lambda: torch.cat([d_seq([real, fake], audio), d_seq(real, audio.roll(-1, 0))[None]]))
+    assert together[0].shape == (3, 3)
+    torch.testing.assert_close(together[0], apart[0], atol=1e-5, rtol=1e-5)
+    for name, grad in together[1].items():
+        torch.testing.assert_close(grad, apart[1][name], atol=1e-5, rtol=1e-4, msg=name)
+    assert d_seq(real, audio, mismatched=True).shape == (2, 3)  # one video: its own row and the mismatched one
+    with pytest.raises(ValueError, match=">= 2 clips"):
+        d_seq(real[:1], audio[:1], mismatched=True)
+    with pytest.raises(ValueError, match="lengths"):
+        d_seq(real, audio, [5, 4, 3], mismatched=True)
+
+
 def test_sequence_discriminator_ignores_padding_in_training_mode():
     cfg = small_config()
     d_seq = SequenceDiscriminator(cfg).train()

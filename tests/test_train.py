@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from speechanim.checkpoint import load_checkpoint, load_generator
 from speechanim.losses import (
@@ -161,6 +162,21 @@ def test_gan_loss_terms_follow_the_variant():
     assert total.item() == pytest.approx(parts["d_img"].item() + parts["d_seq"].item(), rel=1e-6)
     _, parts = GANLoss("static", d_img).generator(batch, fake)
     assert "g_adv_img" in parts and "g_adv_seq" not in parts
+    # the matching-aware term (ours, off by default): real videos with another clip's audio count as fake
+    torch.manual_seed(1)
+    _, plain = GANLoss("full", d_img, d_seq).discriminator(batch, fake)
+    assert "d_seq_mismatched" not in plain
+    torch.manual_seed(1)
+    _, parts = GANLoss("full", d_img, d_seq, seq_mismatch=0.5).discriminator(batch, fake)
+    d_seq.train()
+    with torch.no_grad():
+        m = d_seq(batch.real, batch.audio.roll(-1, 0))
+    extra = 0.5 * F.binary_cross_entropy_with_logits(m, torch.zeros_like(m)).item()
+    assert parts["d_seq"].item() == pytest.approx(plain["d_seq"].item() + extra, rel=1e-4)
+    assert parts["d_seq_mismatched"].item() == pytest.approx(torch.sigmoid(m).mean().item(), rel=1e-4)
+    assert GANLoss("static", d_img, seq_mismatch=1.0).seq_mismatch == 0.0  # no sequence discriminator, no term
+    with pytest.raises(ValueError, match="seq_mismatch"):
+        GANLoss("full", d_img, d_seq, seq_mismatch=-1.0)
     with pytest.raises(ValueError, match="needs the sequence"):
         GANLoss("full", d_img)
     with pytest.raises(ValueError, match="does not use the frame"):
@@ -214,6 +230,11 @@ def test_train_config_refuses_bad_values():
     with pytest.raises(ValueError, match="lr_decay"):
         TrainConfig(lr_decay=1.5)
     assert TrainConfig(betas=[0.9, 0.99]).betas == (0.9, 0.99)
+    assert TrainConfig().seq_disc_mismatch == 0.0  # the paper's equation 1
+    with pytest.raises(ValueError, match="seq_disc_mismatch must be >= 0"):
+        TrainConfig(seq_disc_mismatch=-0.5)
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        TrainConfig(seq_disc_mismatch=1.0, batch_size=1)
 
 
 # ------------------------------------------------------------------ learning
@@ -380,6 +401,27 @@ def test_train_writes_every_output(packed, tmp_path, variant):
     assert gen.static == (variant == "static") and payload["epoch"] == result["best_epoch"]
     with torch.no_grad():
         assert gen(torch.zeros(1, 3, *SIZE), torch.zeros(1, 3, gen.cfg.window)).shape == (1, 3, 3, *SIZE)
+
+
+def test_the_matching_aware_sequence_discriminator_trains_and_is_logged(packed, tmp_path):
+    run_train(packed, tmp_path / "plain", max_epochs=1)
+    run_train(packed, tmp_path / "aware", max_epochs=1, seq_disc_mismatch=1.0)
+    plain, aware = history_rows(tmp_path / "plain")[0], history_rows(tmp_path / "aware")[0]
+    assert plain["d_seq_mismatched"] == "" and 0 < float(aware["d_seq_mismatched"]) < 1
+    assert float(aware["d_seq"]) > float(plain["d_seq"])  # a third term in its loss
+    assert load_checkpoint(tmp_path / "aware" / "generator.pt")["train_config"]["seq_disc_mismatch"] == 1.0
+    # benchmarks/seq_disc_audio.py: what the discriminator says of real windows with their own, shifted and
+    # another clip's audio, and of generated ones (here a 3-step model: the figures, not their order)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from seq_disc_audio import KINDS, probe
+
+    ckpt = tmp_path / "aware" / "generator.pt"
+    got = probe(ckpt, packed / "train.h5", windows=8, shift=3, batch=4)
+    assert got["windows"] == 8 and all(0 < got[k] < 1 for k in KINDS) and 0 <= got["real_above_shifted"] <= 1
+    assert len({round(got[k], 6) for k in KINDS}) == 4  # the four inputs are judged apart
+    assert probe(ckpt, packed / "train.h5", windows=8, shift=3, batch=4) == got  # seeded
+    with pytest.raises(SystemExit, match="no sequence discriminator"):
+        probe(run_train(packed, tmp_path / "static", variant="static", max_epochs=1)["generator"], packed / "train.h5")
 
 
 def test_resumed_training_equals_uninterrupted_training(packed, tmp_path, capsys):

@@ -104,7 +104,7 @@ def load_generator(path: str | os.PathLike, map_location: str | torch.device = "
     """The generator of a checkpoint, in eval mode on ``map_location``, and the checkpoint's dict.
 
     Its weights are kept channels-last, the layout it was trained in (speechanim.train.CHANNELS_LAST):
-    the same parameters, and on the CPU generation ~1.5x faster than in the default layout.
+    the same parameters, and faster on the CPU than the default layout (README, the benchmark table).
     """
     payload = load_checkpoint(path, map_location, trust=trust)
     if "generator" not in payload or not isinstance(payload["generator"], dict):

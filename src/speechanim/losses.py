@@ -19,6 +19,10 @@ Implementation notes:
 * The generator uses the non-saturating form ``BCE(D(G(z)), 1)`` = ``-log D(G(z))`` instead of
   minimising ``log(1 - D(G(z)))``: the same fixed point with useful gradients early in training
   (Goodfellow et al. 2014, section 3). The paper does not say which form it uses.
+* ``seq_mismatch`` (ours; 0, the paper's equation 1, by default): the sequence discriminator also
+  judges each real video with another clip's audio, as fake, with this weight (a matching-aware
+  discriminator, Reed et al. 2016). Trained on equation 1 alone it need not read the audio at all, and
+  here it does not (README, "Does the sequence discriminator hear the speech?").
 * Equation 2 writes a sum over the lower-half pixels; we take the mean (over pixels, channels,
   frames and clips), so ``lambda`` does not depend on the image size or batch. ``lambda = 400``
   against a mean L1 on [-1, 1] images is the usual pix2pix-style weighting.
@@ -116,12 +120,13 @@ class GANLoss:
     :meth:`generator` the generator's total ``L_adv + lambda * L_L1`` on the fake video (not detached).
     Both return ``(total, parts)`` where ``parts`` maps a name to a detached scalar for logging:
     ``d_img``, ``d_seq`` (losses) and ``d_img_real``, ``d_img_fake``, ``d_seq_real``, ``d_seq_fake``
-    (mean probability the discriminator gives real and fake inputs); ``g_l1``, ``g_adv_img``,
+    (mean probability the discriminator gives real and fake inputs; ``d_seq_mismatched`` for real
+    videos with another clip's audio when ``seq_mismatch`` > 0); ``g_l1``, ``g_adv_img``,
     ``g_adv_seq``, ``g_total``.
     """
 
     def __init__(self, variant: str, frame_disc: nn.Module | None = None, seq_disc: nn.Module | None = None,
-                 lambda_l1: float = LAMBDA_L1):
+                 lambda_l1: float = LAMBDA_L1, seq_mismatch: float = 0.0):
         if variant not in VARIANT_TERMS:
             raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANT_TERMS)}")
         self.terms = VARIANT_TERMS[variant]
@@ -131,8 +136,11 @@ class GANLoss:
                 need = "needs" if term in self.terms else "does not use"
                 which = "frame" if term == "img" else "sequence"
                 raise ValueError(f"variant {variant!r} {need} the {which} discriminator")
+        if seq_mismatch < 0:
+            raise ValueError(f"seq_mismatch must be >= 0, got {seq_mismatch}")
         self.frame_disc, self.seq_disc = frame_disc, seq_disc
         self.lambda_l1 = lambda_l1
+        self.seq_mismatch = seq_mismatch if "seq" in self.terms else 0.0
 
     @property
     def adversarial(self) -> bool:
@@ -152,8 +160,14 @@ class GANLoss:
             parts["d_img_real"], parts["d_img_fake"] = torch.sigmoid(r).mean(), torch.sigmoid(f).mean()
             total = total + loss
         if "seq" in self.terms:
-            r, f = self.seq_disc([batch.real, fake], batch.audio)  # one audio encoding for both
-            parts["d_seq"] = loss = discriminator_bce(r, f)
+            if self.seq_mismatch:  # also the real video with another clip's audio, judged as fake
+                r, f, m = self.seq_disc([batch.real, fake], batch.audio, mismatched=True)
+                loss = discriminator_bce(r, f) + self.seq_mismatch * F.binary_cross_entropy_with_logits(m, torch.zeros_like(m))
+                parts["d_seq_mismatched"] = torch.sigmoid(m).mean()
+            else:
+                r, f = self.seq_disc([batch.real, fake], batch.audio)  # one audio encoding for both
+                loss = discriminator_bce(r, f)
+            parts["d_seq"] = loss
             parts["d_seq_real"], parts["d_seq_fake"] = torch.sigmoid(r).mean(), torch.sigmoid(f).mean()
             total = total + loss
         return total, {k: v.detach() for k, v in parts.items()}

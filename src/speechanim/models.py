@@ -572,7 +572,7 @@ class SequenceDiscriminator(nn.Module):
                                         nn.Linear(cfg.seq_disc_classifier_hidden, 1))
 
     def forward(self, frames: Tensor | Sequence[Tensor], audio: Tensor,
-                lengths: Tensor | Sequence[int] | None = None) -> Tensor:
+                lengths: Tensor | Sequence[int] | None = None, mismatched: bool = False) -> Tensor:
         """``frames (B, T, 3, H, W)``, ``audio (B, T, window)``, optional valid ``lengths (B,)``
         -> logits ``(B,)``. Steps past a sequence's length are ignored (never encoded).
 
@@ -580,11 +580,19 @@ class SequenceDiscriminator(nn.Module):
         (real and generated, in the discriminator's step) -> logits ``(N, B)``: the same numbers as N
         calls, but the audio is encoded once and the GRU runs once on all N. Each video goes through
         the image CNN on its own, so that its batch-norm statistics are its own, as in N calls.
+
+        ``mismatched``: also judge the first video with the audio of the next clip in the batch (clip
+        ``i`` with clip ``i + 1``'s, the last with the first's): one more row of logits, ``(N + 1, B)``,
+        from the codes already computed (a matching-aware discriminator, Reed et al. 2016; not the
+        paper's). Needs ``B >= 2`` and no ``lengths``.
         """
         videos = [frames] if isinstance(frames, Tensor) else list(frames)
         b, t = videos[0].shape[:2]
         if any(v.shape != videos[0].shape for v in videos):
             raise ValueError(f"videos judged together must have one shape, got {[tuple(v.shape) for v in videos]}")
+        if mismatched and (b < 2 or lengths is not None):
+            raise ValueError(f"mismatched pairs need >= 2 clips of one length, got {b} clips"
+                             f"{' with lengths' if lengths is not None else ''}")
         dev = videos[0].device
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=dev)
@@ -606,11 +614,14 @@ class SequenceDiscriminator(nn.Module):
 
         aud = encode(audio.reshape(b * t, -1), self.audio_encoder)
         img = [encode(v.reshape(b * t, *v.shape[2:]), lambda x: self.image_encoder(x)[0]) for v in videos]
-        feats = torch.cat([torch.cat([i, aud], 1) for i in img]).view(len(videos) * b, t, -1)
-        out, _ = self.rnn(feats)  # causal: outputs up to a sequence's end ignore what follows
-        last = out[torch.arange(len(videos) * b, device=dev), lengths.repeat(len(videos)) - 1]
+        pairs = [torch.cat([i, aud], 1) for i in img]
+        if mismatched:  # the first video with the next clip's audio codes
+            pairs.append(torch.cat([img[0], aud.view(b, t, -1).roll(-1, 0).reshape(b * t, -1)], 1))
+        n = len(pairs)
+        out, _ = self.rnn(torch.cat(pairs).view(n * b, t, -1))  # causal: outputs up to a sequence's end ignore what follows
+        last = out[torch.arange(n * b, device=dev), lengths.repeat(n) - 1]
         logits = self.classifier(last)[:, 0]
-        return logits if isinstance(frames, Tensor) else logits.view(len(videos), b)
+        return logits if isinstance(frames, Tensor) and not mismatched else logits.view(n, b)
 
 
 __all__ = [

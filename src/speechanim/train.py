@@ -124,6 +124,9 @@ class TrainConfig:
     seed: int = 0
     # Keep every epoch's checkpoint under epochs/ (learning curves score them afterwards); ours.
     keep_epochs: bool = False
+    # Weight of a matching-aware term for the sequence discriminator: it also judges each real video
+    # with another clip's audio as fake (speechanim.losses). The paper: 0 (equation 1 has no such term).
+    seq_disc_mismatch: float = 0.0
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))  # JSON gives a list
@@ -141,6 +144,9 @@ class TrainConfig:
             (self.val_clips is None or self.val_clips >= 1, "val_clips must be >= 1 or null"),
             (self.val_batch_size >= 1, "val_batch_size must be >= 1"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
+            (self.seq_disc_mismatch >= 0, "seq_disc_mismatch must be >= 0"),
+            (self.seq_disc_mismatch == 0 or self.batch_size >= 2,
+             "seq_disc_mismatch needs batch_size >= 2 (each clip is paired with another clip's audio)"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
@@ -360,7 +366,7 @@ def check_replicas(nets: dict[str, nn.Module], d: Dist) -> None:
 
 
 HISTORY_COLUMNS = ["epoch", "steps", "g_total", "g_l1", "g_adv_img", "g_adv_seq", "d_img", "d_seq",
-                   "d_img_real", "d_img_fake", "d_seq_real", "d_seq_fake", "val_psnr", "val_l1", "val_l1_lower",
+                   "d_img_real", "d_img_fake", "d_seq_real", "d_seq_fake", "d_seq_mismatched", "val_psnr", "val_l1", "val_l1_lower",
                    "lr_generator", "lr_frame_discriminator", "lr_sequence_discriminator", "best", "seconds"]
 
 
@@ -618,7 +624,8 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
         nets = {n: DistributedDataParallel(m, device_ids=[d.device.index] if cuda else None,
                                            broadcast_buffers=n == "generator") for n, m in nets.items()}
     G = nets["generator"]
-    criterion = GANLoss(variant, nets.get("frame_discriminator"), nets.get("sequence_discriminator"), tcfg.lambda_l1)
+    criterion = GANLoss(variant, nets.get("frame_discriminator"), nets.get("sequence_discriminator"), tcfg.lambda_l1,
+                        tcfg.seq_disc_mismatch)
     better = (lambda a, b: a > b) if VAL_METRICS[tcfg.val_metric] == "max" else (lambda a, b: a < b)
 
     def payload(rngs: list[dict]) -> dict[str, Any]:
