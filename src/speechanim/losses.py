@@ -162,7 +162,8 @@ class GANLoss:
         if "seq" in self.terms:
             if self.seq_mismatch:  # also the real video with another clip's audio, judged as fake
                 r, f, m = self.seq_disc([batch.real, fake], batch.audio, mismatched=True)
-                loss = discriminator_bce(r, f) + self.seq_mismatch * F.binary_cross_entropy_with_logits(m, torch.zeros_like(m))
+                wrong = F.binary_cross_entropy_with_logits(m, torch.zeros_like(m))
+                loss = discriminator_bce(r, f) + self.seq_mismatch * wrong
                 parts["d_seq_mismatched"] = torch.sigmoid(m).mean()
             else:
                 r, f = self.seq_disc([batch.real, fake], batch.audio)  # one audio encoding for both

@@ -618,7 +618,8 @@ class SequenceDiscriminator(nn.Module):
         if mismatched:  # the first video with the next clip's audio codes
             pairs.append(torch.cat([img[0], aud.view(b, t, -1).roll(-1, 0).reshape(b * t, -1)], 1))
         n = len(pairs)
-        out, _ = self.rnn(torch.cat(pairs).view(n * b, t, -1))  # causal: outputs up to a sequence's end ignore what follows
+        # causal: outputs up to a sequence's end ignore what follows
+        out, _ = self.rnn(torch.cat(pairs).view(n * b, t, -1))
         last = out[torch.arange(n * b, device=dev), lengths.repeat(n) - 1]
         logits = self.classifier(last)[:, 0]
         return logits if isinstance(frames, Tensor) and not mismatched else logits.view(n, b)

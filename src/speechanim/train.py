@@ -366,8 +366,9 @@ def check_replicas(nets: dict[str, nn.Module], d: Dist) -> None:
 
 
 HISTORY_COLUMNS = ["epoch", "steps", "g_total", "g_l1", "g_adv_img", "g_adv_seq", "d_img", "d_seq",
-                   "d_img_real", "d_img_fake", "d_seq_real", "d_seq_fake", "d_seq_mismatched", "val_psnr", "val_l1", "val_l1_lower",
-                   "lr_generator", "lr_frame_discriminator", "lr_sequence_discriminator", "best", "seconds"]
+                   "d_img_real", "d_img_fake", "d_seq_real", "d_seq_fake", "d_seq_mismatched",
+                   "val_psnr", "val_l1", "val_l1_lower", "lr_generator", "lr_frame_discriminator",
+                   "lr_sequence_discriminator", "best", "seconds"]
 
 
 def write_history(history: list[dict], out: Path) -> None:
