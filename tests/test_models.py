@@ -279,6 +279,16 @@ def test_sequence_discriminator_handles_variable_lengths():
         d_seq(frames, audio, [10, 4, 6])
 
 
+def _judged(net, judge, x, row_weights):
+    """``judge(x)``'s logits (rows, B), then a weighted sum of its rows backpropagated: the logits, x's
+    gradient and every parameter's gradient."""
+    net.zero_grad()
+    x = x.clone().requires_grad_()
+    logits = judge(x)
+    (logits * torch.tensor(row_weights)[:, None]).sum().backward()
+    return logits.detach(), x.grad, {n: p.grad.clone() for n, p in net.named_parameters()}
+
+
 @pytest.mark.parametrize("lengths", [None, [5, 3]])
 def test_sequence_discriminator_judges_several_videos_as_separate_calls(lengths):
     """Real and generated videos judged together with one audio (the discriminator's step) give the
@@ -287,16 +297,9 @@ def test_sequence_discriminator_judges_several_videos_as_separate_calls(lengths)
     d_seq = SequenceDiscriminator(cfg).train()
     _, real, audio = inputs(cfg, 2, 5, seed=1)
     _, fake, _ = inputs(cfg, 2, 5, seed=2)
-
-    def grads(judge):
-        d_seq.zero_grad()
-        x = fake.clone().requires_grad_()
-        logits = judge(x)
-        (logits * torch.tensor([[1.0], [-2.0]])).sum().backward()
-        return logits.detach(), x.grad, {n: p.grad.clone() for n, p in d_seq.named_parameters()}
-
-    together = grads(lambda x: d_seq([real, x], audio, lengths))
-    apart = grads(lambda x: torch.stack([d_seq(real, audio, lengths), d_seq(x, audio, lengths)]))
+    together = _judged(d_seq, lambda x: d_seq([real, x], audio, lengths), fake, [1.0, -2.0])
+    apart = _judged(d_seq, lambda x: torch.stack([d_seq(real, audio, lengths), d_seq(x, audio, lengths)]), fake,
+                    [1.0, -2.0])
     assert together[0].shape == (2, 2)
     torch.testing.assert_close(together[0], apart[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(together[1], apart[1], atol=1e-6, rtol=1e-4)
@@ -314,20 +317,15 @@ def test_sequence_discriminator_judges_real_videos_with_another_clips_audio():
     d_seq = SequenceDiscriminator(cfg).train()
     _, real, audio = inputs(cfg, 3, 5, seed=1)
     _, fake, _ = inputs(cfg, 3, 5, seed=2)
-
-    def grads(judge):
-        d_seq.zero_grad()
-        logits = judge()
-        (logits * torch.tensor([[1.0], [-2.0], [0.5]])).sum().backward()
-        return logits.detach(), {n: p.grad.clone() for n, p in d_seq.named_parameters()}
-
-    together = grads(lambda: d_seq([real, fake], audio, mismatched=True))
+    together = _judged(d_seq, lambda x: d_seq([real, x], audio, mismatched=True), fake, [1.0, -2.0, 0.5])
     # apart: the audio codes of the mismatched row are those of the clips' own audio, shifted by one clip
-    apart = grads(lambda: torch.cat([d_seq([real, fake], audio), d_seq(real, audio.roll(-1, 0))[None]]))
+    apart = _judged(d_seq, lambda x: torch.cat([d_seq([real, x], audio), d_seq(real, audio.roll(-1, 0))[None]]),
+                    fake, [1.0, -2.0, 0.5])
     assert together[0].shape == (3, 3)
     torch.testing.assert_close(together[0], apart[0], atol=1e-5, rtol=1e-5)
-    for name, grad in together[1].items():
-        torch.testing.assert_close(grad, apart[1][name], atol=1e-5, rtol=1e-4, msg=name)
+    torch.testing.assert_close(together[1], apart[1], atol=1e-6, rtol=1e-4)
+    for name, grad in together[2].items():
+        torch.testing.assert_close(grad, apart[2][name], atol=1e-5, rtol=1e-4, msg=name)
     assert d_seq(real, audio, mismatched=True).shape == (2, 3)  # one video: its own row and the mismatched one
     with pytest.raises(ValueError, match=">= 2 clips"):
         d_seq(real[:1], audio[:1], mismatched=True)
