@@ -29,6 +29,7 @@ import torch
 
 from speechanim.checkpoint import load_checkpoint, model_config_from
 from speechanim.models import Generator, SequenceDiscriminator
+from learning_curves import pick_clips  # benchmarks/, beside this script
 from speechanim.packing import WholeClips
 
 KINDS = ("real", "shifted", "other", "generated")
@@ -49,8 +50,7 @@ def probe(checkpoint: str | Path, h5: str | Path, *, windows: int = 64, shift: i
     gen.eval()
     t = int(payload.get("train_config", {}).get("n_frames", 16))
     clips = WholeClips(h5, window_s=cfg.audio_window_s)
-    own = [i for i, key in enumerate(clips.reader.keys) if not key.endswith("_mirror")]
-    picks = [own[int(j)] for j in np.linspace(0, len(own) - 1, min(windows, len(own))).round()]
+    picks = pick_clips(Path(h5), windows)  # spread over the file, mirrored copies left out
     rng = np.random.default_rng(seed)
     noise = torch.Generator().manual_seed(seed)
     probs: dict[str, list[float]] = {k: [] for k in KINDS}
