@@ -157,6 +157,32 @@ def test_paper_config_restores_the_papers_values():
     assert (lipnet.channels, lipnet.gru_hidden, lipnet.lr, lipnet.lr_schedule) == ((32, 64, 96), 256, 1e-4, "constant")
 
 
+def test_curves_config_carries_the_evidence_runs_training_on(tmp_path):
+    """workflow/configs/curves.yaml (README, "Learning curves") trains l1, full and static with seed 0 under its
+    own results folder, with the evidence run's settings but more epochs, every epoch kept, no early stop and
+    the decay held back past the evidence run's last epoch: so its first epochs are the evidence run's."""
+    import json
+
+    curves = yaml.safe_load((REPO / "workflow" / "configs" / "curves.yaml").read_text())
+    evidence = yaml.safe_load((REPO / "workflow" / "configs" / "evidence.yaml").read_text())
+    later = ("max_epochs", "patience", "lr_decay_start")
+    assert {k: v for k, v in curves["training"].items() if k not in later} == \
+        {k: v for k, v in evidence["training"].items() if k not in later}
+    assert curves["training"]["keep_epochs"] and curves["seeds"] == [0]
+    assert curves["training"]["lr_decay_start"] >= evidence["training"]["max_epochs"]
+    assert curves["training"]["patience"] >= curves["training"]["max_epochs"] > evidence["training"]["max_epochs"]
+    targets = [f"{tmp_path}/results/synthgrid/models/{v}/generator.pt" for v in ("l1", "full", "static")]
+    res = _snakemake("-n", "-p", "--configfile", "workflow/configs/curves.yaml", "--config", f"data_dir={tmp_path}/data",
+                     f"results_dir={tmp_path}/results", "--", *targets)
+    assert res.returncode == 0, res.stdout + res.stderr
+    commands = [line for line in res.stdout.splitlines() if "speechanim.train " in line]
+    assert len(commands) == 3, res.stdout
+    for command in commands:
+        training = json.loads(re.search(r"--training '([^']*)'", command).group(1))
+        assert training["max_epochs"] == curves["training"]["max_epochs"] and training["seed"] == 0
+        assert training["keep_epochs"] is True and training["lr_seq_disc"] == 5e-5  # the paper's, from config.yaml
+
+
 def test_evidence_config_trains_scores_and_claims_with_three_seeds(tmp_path):
     """The README's evidence command: 4 variants x 3 seeds trained, generated and scored; the real videos
     and the controls once; a training seed in `training` is refused (the seeds come from `seeds`)."""
