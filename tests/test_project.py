@@ -158,28 +158,27 @@ def test_paper_config_restores_the_papers_values():
 
 
 def test_curves_config_carries_the_evidence_runs_training_on(tmp_path):
-    """workflow/configs/curves.yaml (README, "Learning curves") trains l1, full and static with seed 0 under its
-    own results folder, with the evidence run's settings but more epochs, every epoch kept, no early stop and
-    the decay held back past the evidence run's last epoch: so its first epochs are the evidence run's."""
+    """workflow/configs/curves.yaml, layered over evidence.yaml (README, "Learning curves"), trains l1, full and
+    static with seed 0 under its own results folder with the evidence run's settings but more epochs, no early
+    stop and the decay held back past the evidence run's last epoch: so its first epochs are the evidence run's."""
     import json
 
-    curves = yaml.safe_load((REPO / "workflow" / "configs" / "curves.yaml").read_text())
-    evidence = yaml.safe_load((REPO / "workflow" / "configs" / "evidence.yaml").read_text())
-    later = ("max_epochs", "patience", "lr_decay_start")
-    assert {k: v for k, v in curves["training"].items() if k not in later} == \
-        {k: v for k, v in evidence["training"].items() if k not in later}
-    assert curves["training"]["keep_epochs"] and curves["seeds"] == [0]
+    configs = REPO / "workflow" / "configs"
+    curves = yaml.safe_load((configs / "curves.yaml").read_text())
+    evidence = yaml.safe_load((configs / "evidence.yaml").read_text())
+    assert set(curves["training"]) == {"max_epochs", "patience", "lr_decay_start"} and curves["seeds"] == [0]
     assert curves["training"]["lr_decay_start"] >= evidence["training"]["max_epochs"]
     assert curves["training"]["patience"] >= curves["training"]["max_epochs"] > evidence["training"]["max_epochs"]
     targets = [f"{tmp_path}/results/synthgrid/models/{v}/generator.pt" for v in ("l1", "full", "static")]
-    res = _snakemake("-n", "-p", "--configfile", "workflow/configs/curves.yaml", "--config", f"data_dir={tmp_path}/data",
-                     f"results_dir={tmp_path}/results", "--", *targets)
+    res = _snakemake("-n", "-p", "--configfile", "workflow/configs/evidence.yaml", "workflow/configs/curves.yaml",
+                     "--config", f"data_dir={tmp_path}/data", f"results_dir={tmp_path}/results", "--", *targets)
     assert res.returncode == 0, res.stdout + res.stderr
     commands = [line for line in res.stdout.splitlines() if "speechanim.train " in line]
     assert len(commands) == 3, res.stdout
+    default = {k: v for k, v in load_config(REPO / "config.yaml")["training"].items() if k != "num_workers"}
     for command in commands:
         training = json.loads(re.search(r"--training '([^']*)'", command).group(1))
-        assert training["max_epochs"] == curves["training"]["max_epochs"] and training["seed"] == 0
+        assert training == {**default, **evidence["training"], **curves["training"], "seed": 0}
         assert training["keep_epochs"] is True and training["lr_seq_disc"] == 5e-5  # the paper's, from config.yaml
 
 
