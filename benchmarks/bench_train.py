@@ -86,7 +86,8 @@ def step_runner(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig) ->
                   torch.randn(b, t, model_cfg.window, device=dev) * 0.3)
 
     def step() -> None:
-        train_step(nets, opts, criterion, batch)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=train_cfg.precision == "bf16"):
+            train_step(nets, opts, criterion, batch)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 

@@ -403,6 +403,34 @@ def test_train_writes_every_output(packed, tmp_path, variant):
         assert gen(torch.zeros(1, 3, *SIZE), torch.zeros(1, 3, gen.cfg.window)).shape == (1, 3, 3, *SIZE)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_precision_is_the_arithmetic_of_the_steps(packed, tmp_path, monkeypatch, precision):
+    """precision "bf16": the generator's convolutions run in bfloat16 during the steps (autocast), its
+    weights stay fp32 and the losses are finite; validation runs in fp32 either way."""
+    seen = []
+    real_forward = torch.nn.Conv2d.forward
+
+    def spy(self, x):
+        y = real_forward(self, x)
+        seen.append((torch.is_grad_enabled(), y.dtype))
+        return y
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
+    out = tmp_path / precision
+    run_train(packed, out, variant="full", max_epochs=1, precision=precision)
+    training = {dtype for grad, dtype in seen if grad}
+    validation = {dtype for grad, dtype in seen if not grad}
+    assert training == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert validation == {torch.float32}
+    gen, payload = load_generator(out / "generator.pt")
+    assert all(p.dtype == torch.float32 for p in gen.parameters())
+    assert payload["train_config"]["precision"] == precision
+    rows = history_rows(out)
+    assert math.isfinite(float(rows[0]["g_l1"])) and math.isfinite(float(rows[0]["val_psnr"]))
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        TrainConfig(precision="fp16")
+
+
 def test_the_matching_aware_sequence_discriminator_trains_and_is_logged(packed, tmp_path):
     run_train(packed, tmp_path / "plain", max_epochs=1)
     run_train(packed, tmp_path / "aware", max_epochs=1, seq_disc_mismatch=1.0)
