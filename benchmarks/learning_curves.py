@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/learning_curves.py --models results/synthgrid/models \\
         --val data/packed/synthgrid/val.h5 --syncnet results/synthgrid/syncnet.pt \\
         [--variants l1 full static] [--clips 24] [--out docs/learning-curves.csv] [--plot docs/learning-curves.png] \\
-        [--every K] [--resume]
+        [--every K] [--resume] [--lipreader results/<dataset>/lipreader.pt]
 
 Reads ``<models>/<variant>/epochs/epoch<k>.pt``, the checkpoints training keeps with
 ``keep_epochs: true`` (the evidence run, workflow/configs/evidence.yaml, sets it). For each one it
 generates ``--clips`` validation clips (spread evenly over the speakers, not the mirrored copies;
 noise seed 0) and scores them as ``speechanim.evaluate`` does: PSNR over frames 2..T, LMD and the
-mouth-opening correlation r (mediapipe lip points), LSE-C (the dataset's SyncNet), blinks per second.
+mouth-opening correlation r (mediapipe lip points), LSE-C (the dataset's SyncNet), blinks per second,
+and with ``--lipreader`` the WER of the dataset's lipreader on the clips' words.
 The same clips' still image repeated (the control every model must beat) and the real videos are
 scored once and written as rows with step 0 and variant ``still`` / ``real``. Prints the table and,
 per variant, the first step at which it passes the still image on PSNR, LMD and LSE-C. The CSV is
@@ -38,8 +39,8 @@ from speechanim.metrics.quality import video_quality
 from speechanim.packing import WholeClips, clip_keys
 from speechanim.syncnet import SyncScorer
 
-METRICS = ("psnr", "lmd", "mouth_r", "lse_c", "blinks_per_s")
-SIGN = {"psnr": 1, "lmd": -1, "lse_c": 1}  # the metrics a model must pass the still image on (+1: higher is better)
+METRICS = ("psnr", "lmd", "mouth_r", "lse_c", "blinks_per_s", "wer")
+SIGN = {"psnr": 1, "lmd": -1, "lse_c": 1, "wer": -1}  # the metrics a model must pass the still image on (+1: higher is better)
 
 
 def pick_clips(path: Path, n: int) -> list[int]:
@@ -50,9 +51,12 @@ def pick_clips(path: Path, n: int) -> list[int]:
     return [own[int(j)] for j in np.linspace(0, len(own) - 1, min(n, len(own))).round()]
 
 
-def score(videos: list[np.ndarray], reals: list[dict], scorer: SyncScorer) -> dict[str, float]:
-    """Mean metrics of (T, H, W, 3) uint8 videos against the real clips (frames, landmarks, audio)."""
-    rows = {m: [] for m in METRICS}
+def score(videos: list[np.ndarray], reals: list[dict], scorer: SyncScorer, reader=None) -> dict[str, float]:
+    """Mean metrics of (T, H, W, 3) uint8 videos against the real clips (frames, landmarks, audio, words);
+    WER over all their words when a lipreader is given (else nan)."""
+    from speechanim.metrics.wer import wer
+
+    rows = {m: [] for m in METRICS if m not in ("blinks_per_s", "wer")}
     seconds = blinks = 0.0
     for video, real in zip(videos, reals):
         marks, _ = detect_landmarks(video, video=True)
@@ -64,6 +68,8 @@ def score(videos: list[np.ndarray], reals: list[dict], scorer: SyncScorer) -> di
         seconds += len(video) / real["fps"]
     out = {m: float(np.mean([v for v in vals if v is not None])) for m, vals in rows.items() if m != "blinks_per_s"}
     out["blinks_per_s"] = blinks / seconds
+    out["wer"] = (wer([r["words"] for r in reals], [reader.transcribe(v) for v in videos]) if reader is not None
+                  else float("nan"))
     return out
 
 
@@ -74,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--syncnet", type=Path, required=True)
     ap.add_argument("--variants", nargs="+", default=["l1", "full", "static"])
     ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--lipreader", type=Path, default=None, help="the dataset's lipreader: a WER column")
     ap.add_argument("--every", type=int, default=1, help="score every k-th kept epoch (and the last)")
     ap.add_argument("--out", type=Path, default=Path("docs/learning-curves.csv"))
     ap.add_argument("--plot", type=Path, default=Path("docs/learning-curves.png"))
@@ -90,14 +97,21 @@ def main(argv: list[str] | None = None) -> int:
             g = h5[it["key"]]
             frames = g["frames"][()].transpose(0, 2, 3, 1)
             reals.append({"frames": frames, "landmarks": detect_landmarks(frames, video=True)[0],
-                          "audio": g["audio"][()], "rate": int(g.attrs["sample_rate"]), "fps": float(g.attrs["fps"])})
+                          "audio": g["audio"][()], "rate": int(g.attrs["sample_rate"]), "fps": float(g.attrs["fps"]),
+                          "words": str(g.attrs["words"])})
     scorer = SyncScorer.load(args.syncnet)
-    rows = [dict(variant="still", epoch=0, step=0, **score([still_video(r["frames"]) for r in reals], reals, scorer)),
-            dict(variant="real", epoch=0, step=0, **score([r["frames"] for r in reals], reals, scorer))]
+    reader = None
+    if args.lipreader:
+        from speechanim.lipreader import LipReader
+
+        reader = LipReader.load(args.lipreader)
+    rows = [dict(variant="still", epoch=0, step=0, **score([still_video(r["frames"]) for r in reals], reals, scorer, reader)),
+            dict(variant="real", epoch=0, step=0, **score([r["frames"] for r in reals], reals, scorer, reader))]
     print(f"{len(items)} validation clips of {args.val}; still image: " + ", ".join(f"{k} {rows[0][k]:.4g}" for k in METRICS))
     if args.resume and args.out.is_file():
         with open(args.out, newline="") as f:
-            rows += [{k: (v if k == "variant" else int(v) if k in ("epoch", "step") else float(v)) for k, v in r.items()}
+            rows += [{"wer": float("nan"), **{k: (v if k == "variant" else int(v) if k in ("epoch", "step") else float(v))
+                                             for k, v in r.items()}}
                      for r in csv.DictReader(f) if r["variant"] not in ("still", "real")]
     done = {(r["variant"], r["epoch"]) for r in rows}
     for variant in args.variants:
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = generate_batch(generator, torch.stack([it["still"] for it in batch]),
                                      [it["audio"] for it in batch], noise[s:s + 8])
                 videos += [f.numpy().transpose(0, 2, 3, 1) for f in out]
-            row = dict(variant=variant, epoch=epoch, step=steps, **score(videos, reals, scorer))
+            row = dict(variant=variant, epoch=epoch, step=steps, **score(videos, reals, scorer, reader))
             rows.append(row)
             write_rows(rows, args.out)  # after each checkpoint: an interrupted run keeps what it scored
             print(f"{variant:7s} epoch {epoch:3d} step {steps:6d}: " + ", ".join(f"{k} {row[k]:.4g}" for k in METRICS)
@@ -137,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         passes = []
         for m, sign in SIGN.items():
+            if not np.isfinite(still[m]):
+                continue
             first = next((r["step"] for r in mine if sign * (r[m] - still[m]) > 0), None)
             best = max(sign * r[m] for r in mine) * sign
             passes.append(f"{m} at step {first}" if first is not None else f"{m} never (best {best:.4g} vs {still[m]:.4g})")
@@ -162,10 +178,11 @@ def plot(rows: list[dict], out: Path) -> None:
 
     titles = {"psnr": "PSNR, frames 2..T (dB) - higher is better", "lmd": "LMD - lower is better",
               "mouth_r": "mouth-opening r - higher is better", "lse_c": "LSE-C - higher is better",
-              "blinks_per_s": "blinks per second"}
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.4))
+              "blinks_per_s": "blinks per second", "wer": "WER (lipreader) - lower is better"}
     variants = list(dict.fromkeys(r["variant"] for r in rows if r["variant"] not in ("still", "real")))
-    for ax, m in zip(axes, METRICS):
+    metrics = [m for m in METRICS if np.isfinite(rows[0][m])]  # no WER column without a lipreader
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
+    for ax, m in zip(axes, metrics):
         for v in variants:
             mine = [r for r in rows if r["variant"] == v]
             ax.plot([r["step"] for r in mine], [r[m] for r in mine], marker="o", ms=3, label=v)
