@@ -92,6 +92,10 @@ def test_table1_counts_samples_and_hours(tmp_path):
     out = tmp_path / "table1.csv"
     assert main(["table1", "--dataset", "toy", str(packed), "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
-    assert lines[0] == "Dataset,Samples (Tr),Hours (Tr),Samples (V),Hours (V),Samples (T),Hours (T)"
-    assert lines[1] == f"toy,2,{6 / 3600:.4f},1,{2 / 3600:.4f},1,{1 / 3600:.4f}"
+    assert lines[0] == "Dataset,Samples (Tr),Hours (Tr),Samples (V),Hours (V),Samples (T),Hours (T),Split"
+    assert lines[1] == f"toy,2,{6 / 3600:.4f},1,{2 / 3600:.4f},1,{1 / 3600:.4f},speaker-independent (paper)"
+    with h5py.File(packed / "test.h5", "a") as h5:  # what pack writes for an utterance split
+        h5.attrs["split_by"] = "utterance"
+    assert main(["table1", "--dataset", "toy", str(packed), "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[1].endswith(",speaker-dependent: utterances of the same speakers (not the paper's protocol)")
     assert (tmp_path / "table1.md").read_text().startswith("| Dataset |")

@@ -287,3 +287,29 @@ def test_tcdtimit_split_matches_table_1(tmp_path):
     assert explicit["15F"] == "val" and explicit["13F"] == "test" and explicit["01M"] == "train"
     with pytest.raises(ValueError, match="validation speakers must come from the test speakers"):
         make_split("tcdtimit", list(VOLUNTEERS), recommended_test=["13F"], val=["01M"])
+
+
+def test_utterance_split_packs_each_part_from_one_speakers_file(stage, tmp_path, capsys):
+    """A one-speaker corpus: the split CLI splits the manifest's utterances, pack copies only the part's."""
+    root, aligned, _ = stage
+    out = tmp_path / "split.tsv"
+    assert main(["split", "--dataset", "grids1", "--by-utterance", str(root / "raw" / "grid" / "s1"),
+                 "--ratios", "0.5", "0.25", "0.25", "--seed", "0", "--out", str(out)]) == 0
+    assert "utterances (speaker-dependent)" in capsys.readouterr().err
+    split = read_split(out)
+    assert len(split) == 6 and {k.split("/")[0] for k in split} == {"s1"}  # the manifest's 6 rows
+    packed = {}
+    for part in ("train", "val", "test"):
+        packed[part] = tmp_path / f"{part}.h5"
+        extra = ["--mirror"] if part == "train" else []
+        assert main(["pack", "--split", str(out), "--part", part, *extra, "--out", str(packed[part]),
+                     str(aligned["s1"]), str(aligned["s2"])]) == 0
+    keys = {}
+    for part, path in packed.items():
+        with h5py.File(path) as h5:
+            keys[part] = clip_keys(h5)
+            assert h5.attrs["split_by"] == "utterance" and list(h5.attrs["speakers"]) == ["s1"]
+    plain = {part: {k for k in ks if not k.endswith("_mirror")} for part, ks in keys.items()}
+    assert plain == {part: {k for k, p in split.items() if p == part} for part in packed}
+    assert len(keys["train"]) == 2 * len(plain["train"])  # mirrored
+    assert not plain["train"] & plain["test"] and not plain["val"] & plain["test"]

@@ -15,6 +15,8 @@ the Snakemake rules call::
         [--smooth-window 7] [--max-gap 5] [--min-frames 25] [--fps 25]
     python -m speechanim.preprocess split --dataset <ds> --speakers s1 s2 ... --out results/<ds>/split.tsv \\
         [--ratios 0.5 0.2 0.3] [--seed 0] [--recommended-test 13F ... --val 15F ...] [--exclude ...]
+    python -m speechanim.preprocess split --dataset <ds> --by-utterance data/raw/<ds>/<speaker> ... \\
+        --out results/<ds>/split.tsv [--ratios 0.8 0.1 0.1] [--seed 0]
     python -m speechanim.preprocess pack --split results/<ds>/split.tsv --part train|val|test [--mirror] \\
         --out data/packed/<ds>/<part>.h5 data/aligned/<ds>/<speaker>.h5 ...
     python -m speechanim.preprocess skiplist --out results/<ds>/skipped.tsv results/<ds>/skipped/*.tsv
@@ -35,10 +37,11 @@ align
 split
     Speaker-independent splits (:mod:`speechanim.splits`): GRID and synthgrid by ratios (paper:
     50/20/30); TCD-TIMIT by the corpus's recommended split with 7 of its 17 test volunteers moved to
-    validation (:func:`tcdtimit_validation`).
+    validation (:func:`tcdtimit_validation`).  ``--by-utterance``: the utterances of the raw speaker
+    folders' manifests split by ratios (speaker-dependent; for a corpus of one speaker).
 
 pack
-    Copies the clips of the speakers of one part into one file, group by group without decoding
+    Copies the clips of one part (its speakers', or its utterances' for an utterance split) into one file, group by group without decoding
     (``h5py`` ``Group.copy`` keeps the chunking and compression), and with ``--mirror`` (training
     only) adds each clip's mirror image (:func:`speechanim.align.mirror_clip`: frames flipped
     left-right, landmarks ``x -> W - 1 - x`` re-indexed by the template's mirror permutation, audio
@@ -72,7 +75,7 @@ from .media import MediaError, read_audio, read_video_and_audio
 from .packing import AtomicH5, Clip, clip_keys, read_clip, write_clip
 from .raw.layout import MANIFEST, SKIPPED, Utterance, atomic_write_text, read_manifest
 from .raw.tcdtimit import LIPSPEAKERS, RECOMMENDED_TEST_VOLUNTEERS
-from .splits import SPLITS, ratio_split, read_split, recommended_split, write_split
+from .splits import SPLITS, is_utterance_split, part_of, ratio_split, read_split, recommended_split, utterance_split, write_split
 
 #: Audio sample rate of the packed clips (Hz).  The paper does not state it; 16 kHz is a whole number
 #: of samples per frame at GRID's 25 fps (640), and the 0.16 s window (section 3.1) is 2560 samples.
@@ -321,6 +324,24 @@ def make_split(dataset: str, speakers: list[str], *, ratios: tuple[float, float,
     return ratio_split(kept, tuple(ratios), seed)
 
 
+def split_utterances(raw_dirs: list[str | os.PathLike], *, ratios: tuple[float, float, float], seed: int = 0) -> dict[str, str]:
+    """The utterances of raw speaker folders (their manifests) split by ratios: a speaker-dependent split.
+
+    Every manifest row counts, including clips the alignment will later skip, so the split depends on
+    the corpus's file list alone, not on what mediapipe finds.
+    """
+    pairs = []
+    for raw_dir in map(Path, raw_dirs):
+        try:
+            rows = read_manifest(raw_dir)
+        except (OSError, UnicodeDecodeError, csv.Error, TypeError) as err:
+            raise PreprocessError(f"{raw_dir / MANIFEST}: cannot read the manifest ({err})") from None
+        pairs += [(raw_dir.name, u.utterance) for u in rows]
+    if not pairs:
+        raise PreprocessError(f"no utterances to split in {', '.join(map(str, raw_dirs))}")
+    return utterance_split(pairs, tuple(ratios), seed)
+
+
 # --------------------------------------------------------------------------------------------------
 # pack
 
@@ -351,10 +372,12 @@ def mirror_packed(clip: Clip) -> Clip:
 
 def pack(split_path: str | os.PathLike, part: str, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
          mirror: bool = False, progress: bool = True) -> int:
-    """Copy the clips of ``part``'s speakers from their aligned files into ``out``; returns the clip count.
+    """Copy the clips of ``part`` from their speakers' aligned files into ``out``; returns the clip count.
 
-    Inputs whose speaker is not in ``part`` are ignored; a speaker of ``part`` without an input is an
-    error.  All clips must share one crop size and sample rate (the Datasets batch them together).
+    Inputs whose speaker has nothing in ``part`` are ignored; a speaker of ``part`` without an input is
+    an error.  With an utterance split only the part's utterances are copied (clips the split names but
+    the alignment skipped are simply absent).  All clips must share one crop size and sample rate (the
+    Datasets batch them together).
     """
     if part not in SPLITS:
         raise PreprocessError(f"unknown part {part!r}; choose one of {', '.join(SPLITS)}")
@@ -368,7 +391,8 @@ def pack(split_path: str | os.PathLike, part: str, inputs: list[str | os.PathLik
     bad = sorted({p for p in split.values() if p not in SPLITS})
     if bad:
         raise PreprocessError(f"{split_path}: unknown split name(s) {', '.join(bad)}")
-    wanted = sorted(s for s, p in split.items() if p == part)
+    by_utterance = is_utterance_split(split)
+    wanted = sorted({key.split("/", 1)[0] for key, p in split.items() if p == part})
     files: dict[str, Path] = {}
     for path in map(Path, inputs):
         try:
@@ -385,10 +409,13 @@ def pack(split_path: str | os.PathLike, part: str, inputs: list[str | os.PathLik
     n = 0
     shape: tuple | None = None
     with AtomicH5(out) as dst:
-        dst.attrs.update(part=part, mirrored=bool(mirror), speakers=list(wanted))
+        dst.attrs.update(part=part, mirrored=bool(mirror), speakers=list(wanted),
+                         split_by="utterance" if by_utterance else "speaker")
         for speaker in tqdm(wanted, desc=f"pack {part}", unit="speaker", disable=None if progress else True, file=sys.stderr):
             with h5py.File(files[speaker], "r") as src:
                 for key in clip_keys(src):
+                    if part_of(split, speaker, key.split("/", 1)[1]) != part:
+                        continue
                     g = src[key]
                     this = (g["frames"].shape[1:], int(g.attrs["sample_rate"]))
                     if shape is None:
@@ -441,9 +468,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="resample videos at another frame rate to this one (e.g. TCD-TIMIT's 30 fps to 25)")
     a.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, help="skip shorter clips (default 25)")
 
-    s = sub.add_parser("split", help="speaker-independent train/val/test split")
+    s = sub.add_parser("split", help="speaker-independent (or, --by-utterance, speaker-dependent) train/val/test split")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--speakers", nargs="+", required=True)
+    by = s.add_mutually_exclusive_group(required=True)
+    by.add_argument("--speakers", nargs="+", help="split these speakers")
+    by.add_argument("--by-utterance", nargs="+", type=Path, metavar="RAW_SPEAKER_DIR",
+                    help="split the utterances of these raw speaker folders (speaker-dependent: one-speaker corpora)")
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--ratios", nargs=3, type=float, default=list(GRID_RATIOS), metavar=("TRAIN", "VAL", "TEST"))
     s.add_argument("--seed", type=int, default=0)
@@ -477,11 +507,15 @@ def main(argv: list[str] | None = None) -> int:
                   + (f" ({'; '.join(f'{n} x {why}' for why, n in reasons.most_common(3))})" if reasons else ""),
                   file=sys.stderr)
         elif args.command == "split":
-            split = make_split(args.dataset, args.speakers, ratios=tuple(args.ratios), seed=args.seed,
-                               recommended_test=args.recommended_test, val=args.val, exclude=args.exclude)
+            if args.by_utterance:
+                split = split_utterances(args.by_utterance, ratios=tuple(args.ratios), seed=args.seed)
+            else:
+                split = make_split(args.dataset, args.speakers, ratios=tuple(args.ratios), seed=args.seed,
+                                   recommended_test=args.recommended_test, val=args.val, exclude=args.exclude)
             write_split(args.out, split)
             counts = Counter(split.values())
-            print(f"{args.dataset}: " + ", ".join(f"{p} {counts[p]}" for p in SPLITS) + f" speakers -> {args.out}",
+            unit = "utterances (speaker-dependent)" if args.by_utterance else "speakers"
+            print(f"{args.dataset}: " + ", ".join(f"{p} {counts[p]}" for p in SPLITS) + f" {unit} -> {args.out}",
                   file=sys.stderr)
         elif args.command == "pack":
             n = pack(args.split, args.part, args.inputs, args.out, mirror=args.mirror)

@@ -6,6 +6,11 @@ but exclude[s] some of the test speakers and use[s] them as a validation set".
 
 A split is decided per speaker (no speaker is in two sets) from a seeded permutation of the sorted
 speaker ids, so it depends only on the speaker list, the ratios and the seed.
+
+A corpus of one speaker (GRID's speaker 1 alone, a user's own recordings) cannot be split by
+speaker: :func:`utterance_split` splits its utterances instead, seeded the same way.  That is a
+*speaker-dependent* protocol, a departure from the paper's: the test faces were seen in training.
+Its ``split.tsv`` has an ``utterance`` column, and its keys are ``<speaker>/<utterance>``.
 """
 from __future__ import annotations
 
@@ -48,16 +53,41 @@ def recommended_split(speakers: list[str], test_speakers: list[str], val_speaker
     return {s: "val" if s in val_speakers else "test" if s in test_speakers else "train" for s in sorted(speakers)}
 
 
+def utterance_split(utterances: list[tuple[str, str]], ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                    seed: int = 0) -> dict[str, str]:
+    """``"<speaker>/<utterance>"`` -> train/val/test for (speaker, utterance) pairs, by ratios (speaker-dependent).
+
+    The same rule as :func:`ratio_split` applied to the sorted utterance keys: val and test sizes are
+    rounded, train takes the rest.  With grid-s1's 900 utterances and 0.8/0.1/0.1: 720/90/90.
+    """
+    keys = [f"{speaker}/{utt}" for speaker, utt in utterances]
+    return ratio_split(keys, ratios, seed)
+
+
+def is_utterance_split(split: dict[str, str]) -> bool:
+    """Whether a split assigns utterances (keys ``<speaker>/<utterance>``) rather than speakers."""
+    return any("/" in key for key in split)
+
+
+def part_of(split: dict[str, str], speaker: str, utterance: str) -> str | None:
+    """The part of one clip under a speaker or an utterance split (None: in no part)."""
+    return split.get(f"{speaker}/{utterance}") if is_utterance_split(split) else split.get(speaker)
+
+
 def write_split(path: str | os.PathLike, split: dict[str, str]) -> Path:
+    """``speaker, split`` rows, or ``speaker, utterance, split`` for an utterance split; sorted by part."""
     path = Path(path)
+    by_utterance = is_utterance_split(split)
     with atomic_open(path) as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["speaker", "split"])
-        for speaker in sorted(split, key=lambda s: (SPLITS.index(split[s]), s)):
-            w.writerow([speaker, split[speaker]])
+        w.writerow(["speaker", "utterance", "split"] if by_utterance else ["speaker", "split"])
+        for key in sorted(split, key=lambda s: (SPLITS.index(split[s]), s)):
+            w.writerow([*key.split("/", 1), split[key]] if by_utterance else [key, split[key]])
     return path
 
 
 def read_split(path: str | os.PathLike) -> dict[str, str]:
+    """What :func:`write_split` wrote: speaker -> part, or ``<speaker>/<utterance>`` -> part."""
     with open(path, newline="") as f:
-        return {row["speaker"]: row["split"] for row in csv.DictReader(f, delimiter="\t")}
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {(f"{r['speaker']}/{r['utterance']}" if "utterance" in r else r["speaker"]): r["split"] for r in rows}

@@ -36,7 +36,7 @@ rule align_speaker:
 rule skip_list:
     """Every clip the stage could not use, with the reason, in one table."""
     input:
-        lambda wc: expand(f"{RESULTS}/{wc.dataset}/skipped/{{speaker}}.tsv", speaker=sorted(split_of(wc.dataset))),
+        lambda wc: expand(f"{RESULTS}/{wc.dataset}/skipped/{{speaker}}.tsv", speaker=sorted(speakers(wc.dataset))),
     output:
         f"{RESULTS}/{{dataset}}/skipped.tsv",
     log:
@@ -48,21 +48,23 @@ rule skip_list:
 
 
 rule split:
-    """The speaker-independent split, written down (the DAG computes the same one: split_of)."""
+    """The speaker-independent split, written down (the DAG computes the same one: split_of); for a one-speaker
+    corpus, the split of its utterances (speaker-dependent, not the paper's protocol: Table 1 says so)."""
     input:
         lambda wc: raw_manifests(wc.dataset),
     output:
         f"{RESULTS}/{{dataset}}/split.tsv",
     params:
-        speakers=lambda wc: " ".join(speakers(wc.dataset)),
+        by=lambda wc, input: (shell_args("--by-utterance", *(os.path.dirname(m) for m in input))
+                              if split_by(wc.dataset) == "utterance" else shell_args("--speakers", *speakers(wc.dataset))),
         seed=config["splits"]["seed"],
-        ratios=" ".join(str(r) for r in config["splits"]["ratios"]),
+        ratios=lambda wc: " ".join(str(r) for r in split_ratios(wc.dataset)),
     log:
         f"{LOGS}/preprocess/{{dataset}}/split.log",
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m speechanim.preprocess split --dataset {wildcards.dataset} --speakers {params.speakers}"
+        "python -m speechanim.preprocess split --dataset {wildcards.dataset} {params.by}"
         " --ratios {params.ratios} --seed {params.seed} --out {output:q} 2> {log:q}"
 
 

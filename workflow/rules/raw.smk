@@ -97,3 +97,26 @@ rule tcdtimit_speaker:
     shell:
         "python -m speechanim.raw.tcdtimit speaker {wildcards.speaker} --source {params.source:q}"
         " --out {params.out:q} 2> {log:q}"
+
+
+rule folder_speaker:
+    """One speaker of a folder of talking-face videos (datasets.<name>: {kind: folder, root: PATH}): every clip
+    checked (decodes, has audio, frame rate, frame count) and copied into the raw layout, with its skip list."""
+    output:
+        f"{DATA}/raw/{{dataset}}/{{speaker}}/manifest.tsv",
+    wildcard_constraints:
+        dataset=FOLDER_DATASET_PATTERN,
+    params:
+        root=lambda wc: config["datasets"][wc.dataset]["root"],
+        single=lambda wc: folder_speaker_arg(wc.dataset),
+        out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),  # <data>/raw/<dataset>
+    log:
+        f"{LOGS}/raw/{{dataset}}/{{speaker}}.log",
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        "../../envs/raw.yaml"
+    shell:
+        "python -m speechanim.raw.folder speaker {wildcards.speaker} --root {params.root:q} --single-speaker {params.single}"
+        " --out {params.out:q} 2> {log:q}"
