@@ -81,6 +81,25 @@ def test_a_missing_seed_summary_is_named(tmp_path, capsys):
     assert "static.json" in capsys.readouterr().err and not (tmp_path / "claims.md").exists()
 
 
+def test_ablation_variants_with_fewer_seeds_are_read_from_their_folders_and_say_so(tmp_path):
+    """ablation_seeds: l1 and l1_advimg trained with seed 0 only, the full model and the baseline with both."""
+    dirs = two_seeds(tmp_path)
+    seed0, seed1 = dirs.split(",")
+    for name in ("l1", "l1_advimg"):
+        (Path(seed1) / f"{name}.json").unlink()
+    out = tmp_path / "table2.csv"
+    assert tables_main(["table2", "--metrics", dirs, "--out", str(out)]) == 1  # missing without the option
+    assert tables_main(["table2", "--metrics", dirs, "--ablation-metrics", seed0, "--out", str(out)]) == 0
+    rows = {r["Method"]: r for r in csv.DictReader(out.open())}
+    assert rows["L1 loss"]["PSNR"] == "24.20 (1/2 seeds)" and rows["L1 + Adv_img"]["WER"] == "86.0% (1/2 seeds)"
+    assert rows["L1 + Adv_img + Adv_seq"]["PSNR"] == "22.90 +- 0.14"  # both seeds
+    md = tmp_path / "claims.md"
+    assert claims_main(["--dataset", "ds", dirs, "--ablation-metrics", seed0, "--out", str(md)]) == 0
+    text = md.read_text()
+    assert "Trained with fewer seeds than the full model (2): L1 1, L1+Adv_img 1" in text
+    assert "L1 24.2, L1+Adv_img 23.1, full 22.9 +- 0.14" in text  # L1's PSNR claim: one seed each, two for full
+
+
 def test_pooled_std_is_the_root_mean_of_the_sample_variances():
     assert pooled_std([1.0, 3.0], [2.0, 2.0]) == pytest.approx(math.sqrt((2.0 + 0.0) / 2))
     assert pooled_std([1.0, 3.0], [5.0]) == pytest.approx(math.sqrt(2.0))  # one value: no variance to pool

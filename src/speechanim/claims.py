@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tables import read_seeds
+from .tables import ABLATION_ONLY, read_seeds
 
 #: "Close on PSNR/SSIM" (Table 3: "the difference in performance is slight for frame-based measures").
 CLOSE_PSNR_DB = 1.0
@@ -199,16 +199,24 @@ lower half of the frame between consecutive frames whose audio windows are silen
 """
 
 
-def write_claims(datasets: list[tuple[str, str]], out: str | Path) -> str:
+def write_claims(datasets: list[tuple[str, str]], out: str | Path, ablation_dirs: str | None = None) -> str:
     """Check every claim on ``datasets`` ((name, comma-separated metrics folders), the first is Table 2's)
-    and write the markdown to ``out``."""
+    and write the markdown to ``out``. ``ablation_dirs``: the first dataset's folders of the seeds that
+    l1 and l1_advimg were trained with, when fewer than the others' (config `ablation_seeds`)."""
     lines, n_seeds = [], 0
     for i, (dataset, dirs) in enumerate(datasets):
         methods = ["ground_truth", "full", "static"] + (["l1", "l1_advimg"] if i == 0 else [])
-        s = {m: read_seeds(dirs, m) for m in methods}
+        s = {m: read_seeds(ablation_dirs if i == 0 and ablation_dirs and m in ABLATION_ONLY else dirs, m)
+             for m in methods}
         n_seeds = max(n_seeds, len(s["full"]))
         claims = (table2_claims(s) if i == 0 else []) + table3_claims(s)
-        lines += ["", f"## {dataset}", ""] + [claim_line(text, v) for text, v in claims]
+        lines += ["", f"## {dataset}", ""]
+        fewer = [m for m in methods if m != "ground_truth" and len(s[m]) < len(s["full"])]
+        if fewer:  # ablation_seeds: the ablation-only variants trained with fewer seeds to fit the budget
+            lines += [f"Trained with fewer seeds than the full model ({len(s['full'])}): "
+                      + ", ".join(f"{NAMES.get(m, m)} {len(s[m])}" for m in fewer)
+                      + " (config `ablation_seeds`); their claims rest on those seeds.", ""]
+        lines += [claim_line(text, v) for text, v in claims]
     text = HEADER.format(n=n_seeds, psnr=CLOSE_PSNR_DB, ssim=CLOSE_SSIM, factor=BLINK_RATE_FACTOR,
                          duration=BLINK_DURATION_S) + "\n".join(lines) + "\n"
     out = Path(out)
@@ -221,12 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m speechanim.claims", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", action="append", required=True, help="dataset name (repeat, in order; the first is Table 2's)")
     p.add_argument("metrics_dirs", nargs="+", help="per dataset: its metrics folders, one per seed, comma-separated")
+    p.add_argument("--ablation-metrics", default=None,
+                   help="the first dataset's metrics folders of the seeds l1 and l1_advimg were trained with, when fewer")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if len(args.dataset) != len(args.metrics_dirs):
         p.error("give one --dataset per metrics folder list")
     try:
-        text = write_claims(list(zip(args.dataset, args.metrics_dirs)), args.out)
+        text = write_claims(list(zip(args.dataset, args.metrics_dirs)), args.out, args.ablation_metrics)
     except (OSError, ValueError) as e:
         print(f"speechanim.claims: error: {e}", file=sys.stderr)
         return 1

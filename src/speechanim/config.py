@@ -81,6 +81,16 @@ def _kind(v: Any) -> str:
     return "string"
 
 
+def dataset_problems(config: dict[str, Any]) -> list[str]:
+    """``run_datasets`` naming a dataset that ``datasets`` does not configure (checked with the schema's errors)."""
+    run, datasets = config.get("run_datasets"), config.get("datasets")
+    if not isinstance(run, list) or not isinstance(datasets, dict):
+        return []
+    return [f"run_datasets.{i}: {name!r} is not configured under datasets (known: {', '.join(datasets)}; a folder "
+            f"of videos: datasets.{name}: {{kind: folder, root: PATH}})"
+            for i, name in enumerate(run) if isinstance(name, str) and name not in datasets]
+
+
 def check_values(config: dict[str, Any]) -> list[str]:
     """Problems the schema cannot see (see the module doc), one line each, naming the key."""
     from dataclasses import fields
@@ -96,9 +106,14 @@ def check_values(config: dict[str, Any]) -> list[str]:
     if abs(rate / fps - round(rate / fps)) > 1e-9:
         problems.append(f"preprocess.sample_rate: {rate} Hz is not a whole number of samples per video frame at "
                         f"preprocess.fps {fps} ({rate / fps:g}); pick a rate that is a multiple of the frame rate")
-    ratios = config["splits"]["ratios"]
-    if abs(sum(ratios) - 1) > 1e-6:
-        problems.append(f"splits.ratios: {ratios} sum to {sum(ratios):g}, not 1 (train, validation, test)")
+    for key in ("ratios", "utterance_ratios"):
+        ratios = config["splits"].get(key)
+        if ratios is not None and abs(sum(ratios) - 1) > 1e-6:
+            problems.append(f"splits.{key}: {ratios} sum to {sum(ratios):g}, not 1 (train, validation, test)")
+    ablation = config.get("ablation_seeds")
+    if ablation and (ablation[0] != config["seeds"][0] or not set(ablation) <= set(config["seeds"])):
+        problems.append(f"ablation_seeds: {ablation} must be some of seeds {config['seeds']}, starting with the first "
+                        f"({config['seeds'][0]}: the figures and Table 2 read its models)")
     sections = {
         "model": (ModelConfig, dict(image_size=tuple(pre["image_size"]), sample_rate=rate,
                                     audio_window_s=pre["audio_window_s"])),
@@ -140,8 +155,9 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike = SCH
                     lines.append(f"{source}: {key}: unknown key")
             else:
                 lines.append(f"{source}: {_key(err.absolute_path)}: {err.message}")
+        lines += [f"{source}: {p}" for p in dataset_problems(config)]
         raise ConfigError("invalid configuration\n  " + "\n  ".join(lines))
-    problems = check_values(config)
+    problems = dataset_problems(config) + check_values(config)
     if problems:
         raise ConfigError("invalid configuration\n  " + "\n  ".join(f"{source}: {p}" for p in problems))
     return config

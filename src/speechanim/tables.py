@@ -45,7 +45,10 @@ import numpy as np
 
 from .packing import clip_keys
 
-TABLE1_COLUMNS = ["Dataset", "Samples (Tr)", "Hours (Tr)", "Samples (V)", "Hours (V)", "Samples (T)", "Hours (T)"]
+TABLE1_COLUMNS = ["Dataset", "Samples (Tr)", "Hours (Tr)", "Samples (V)", "Hours (V)", "Samples (T)", "Hours (T)", "Split"]
+#: Table 1's Split column: the paper's protocol (speakers), or a one-speaker corpus's departure from it.
+SPLIT_PROTOCOLS = {"speaker": "speaker-independent (paper)",
+                   "utterance": "speaker-dependent: utterances of the same speakers (not the paper's protocol)"}
 SPLIT_FILES = {"Tr": "train.h5", "V": "val.h5", "T": "test.h5"}
 
 
@@ -66,6 +69,8 @@ def table1_row(dataset: str, packed_dir: str | os.PathLike) -> dict[str, str]:
         samples, hours = count_split(Path(packed_dir) / name)
         row[f"Samples ({short})"] = str(samples)
         row[f"Hours ({short})"] = f"{hours:.4f}" if hours < 1 else f"{hours:.2f}"
+    with h5py.File(Path(packed_dir) / SPLIT_FILES["T"], "r") as h5:
+        row["Split"] = SPLIT_PROTOCOLS[str(h5.attrs.get("split_by", "speaker"))]
     return row
 
 
@@ -164,8 +169,22 @@ def read_seeds(metrics_dirs: str | os.PathLike | list, name: str) -> list[dict]:
     return [read_summary(d, name) for d in folders]
 
 
-def table2_rows(metrics_dirs: str | os.PathLike | list) -> list[dict[str, str]]:
-    return [{"Method": label, **metric_cells(read_seeds(metrics_dirs, name))} for label, name in TABLE2_ROWS]
+#: Table 2's variants that no other table or claim compares: they may be trained with fewer seeds (the
+#: config's `ablation_seeds`), their metrics folders then given apart (``--ablation-metrics``).
+ABLATION_ONLY = ("l1", "l1_advimg")
+
+
+def seed_cells(metrics_dirs: str | os.PathLike | list, name: str, ablation_dirs: str | list | None = None) -> dict[str, str]:
+    """A method's cells over the seeds; an ablation-only variant read from ``ablation_dirs`` (fewer seeds)
+    says so, "(k/n seeds)"."""
+    if name in ABLATION_ONLY and ablation_dirs:
+        summaries = read_seeds(ablation_dirs, name)
+        return metric_cells(summaries + [{}] * max(0, len(seed_folders(metrics_dirs)) - len(summaries)))
+    return metric_cells(read_seeds(metrics_dirs, name))
+
+
+def table2_rows(metrics_dirs: str | os.PathLike | list, ablation_dirs: str | list | None = None) -> list[dict[str, str]]:
+    return [{"Method": label, **seed_cells(metrics_dirs, name, ablation_dirs)} for label, name in TABLE2_ROWS]
 
 
 def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list,
@@ -179,7 +198,7 @@ def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list,
 
         user = user_cells(responses, dataset)
     return [{"Dataset": dataset, "Method": label, "User": user.get(name, ""),
-             **metric_cells(read_seeds(metrics_dirs, name))} for label, name in rows]
+             **seed_cells(metrics_dirs, name)} for label, name in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     t2 = sub.add_parser("table2", help="the ablation study on one dataset")
     t2.add_argument("--metrics", required=True,
                     help="results/<dataset>/metrics (holds <method>.json); several seeds' folders comma-separated")
+    t2.add_argument("--ablation-metrics", default=None,
+                    help="the metrics folders of the seeds l1 and l1_advimg were trained with, when fewer (ablation_seeds)")
     t2.add_argument("--out", required=True)
     t3 = sub.add_parser("table3", help="proposed model vs static baseline per dataset")
     t3.add_argument("--dataset", action="append", required=True, help="dataset name (repeat, in order)")
@@ -209,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 p.error("give one --dataset per packed folder")
             columns, rows = TABLE1_COLUMNS, [table1_row(d, pd) for d, pd in zip(args.dataset, args.packed_dirs)]
         elif args.table == "table2":
-            columns, rows = TABLE2_COLUMNS, table2_rows(args.metrics)
+            columns, rows = TABLE2_COLUMNS, table2_rows(args.metrics, args.ablation_metrics)
         else:
             if len(args.dataset) != len(args.metrics_dirs):
                 p.error("give one --dataset per metrics folder")

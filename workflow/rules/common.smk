@@ -23,6 +23,10 @@ DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 RUN_DATASETS = config["run_datasets"]
 SEEDS = config["seeds"]
+# The ablation-only variants (Table 2's L1 and L1 + Adv_img) may be trained with fewer seeds than the full model
+# and the static baseline, which Table 3 and most claims compare (`ablation_seeds`; null: every seed).
+ABLATION_ONLY = ("l1", "l1_advimg")
+ABLATION_SEEDS = config.get("ablation_seeds") or SEEDS
 LOGS = config["logs_dir"]
 # The authors' released models to score in Table 3: dataset -> their .dat file (speechanim import-sda).
 PRETRAINED = {d: path for d, path in (config.get("pretrained") or {}).items() if d in RUN_DATASETS}
@@ -31,6 +35,15 @@ USER_STUDY_RESPONSES = config["user_study"]["responses"]
 
 # GRID: speakers 1..34; speaker 21 has no video.
 GRID_SPEAKERS = [f"s{i}" for i in range(1, 35) if i != 21]
+# Datasets that are a folder of talking-face videos (speechanim.raw.folder): a user's recordings, GRID's speaker 1.
+FOLDER_DATASETS = sorted(d for d, c in config["datasets"].items() if (c or {}).get("kind") == "folder")
+# The folder rule's {dataset} wildcard: the folder datasets' names (a pattern that matches nothing when there are none).
+FOLDER_DATASET_PATTERN = "|".join(FOLDER_DATASETS) or "(?!)"
+
+
+def folder_speaker_arg(dataset):
+    """The one speaker id of a folder that holds its videos directly (datasets.<name>.speaker, default s1)."""
+    return config["datasets"][dataset].get("speaker", "s1")
 
 
 
@@ -38,8 +51,12 @@ def speakers(dataset):
     """The speakers of a dataset, as the config selects them."""
     if dataset == "synthgrid":
         return [f"s{i}" for i in range(1, config["datasets"]["synthgrid"]["n_speakers"] + 1)]
-    chosen = config["datasets"][dataset]["speakers"]
-    if dataset == "grid":
+    chosen = config["datasets"][dataset].get("speakers", "all")
+    if dataset in FOLDER_DATASETS:
+        from speechanim.raw.folder import list_speakers
+
+        available = list_speakers(config["datasets"][dataset]["root"], single_speaker=folder_speaker_arg(dataset))
+    elif dataset == "grid":
         available = GRID_SPEAKERS
     elif dataset == "tcdtimit":
         from speechanim.raw.tcdtimit import list_speakers
@@ -53,6 +70,20 @@ def speakers(dataset):
     if unknown:
         raise ValueError(f"config: datasets.{dataset}.speakers: not speakers of {dataset}: {', '.join(unknown)}")
     return list(chosen)
+
+
+def has_transcripts(dataset):
+    """Whether a dataset's clips have transcripts (a folder of videos may have none: no lipreader, WER N/A)."""
+    if dataset in FOLDER_DATASETS:
+        from speechanim.raw.folder import has_transcripts as folder_has_transcripts
+
+        return folder_has_transcripts(config["datasets"][dataset]["root"], single_speaker=folder_speaker_arg(dataset))
+    return True
+
+
+def lipreader_of(dataset):
+    """The dataset's lipreader checkpoint, or nothing when it has no transcripts to train one on."""
+    return [f"{RESULTS}/{dataset}/lipreader.pt"] if has_transcripts(dataset) else []
 
 
 def raw_manifests(dataset):
@@ -71,8 +102,25 @@ def grid_shared_inputs(wildcards):
 _SPLITS = {}
 
 
+def split_by(dataset):
+    """"speaker" (the paper's speaker-independent split) or "utterance" (speaker-dependent: a one-speaker corpus,
+    or `splits.by: utterance`). `splits.by: auto` (the default) splits by utterance only when there is one speaker."""
+    by = config["splits"].get("by", "auto")
+    if by == "auto":
+        return "utterance" if len(speakers(dataset)) == 1 else "speaker"
+    return by
+
+
+def split_ratios(dataset):
+    """The split's ratios: `splits.ratios` (paper 50/20/30 of the speakers) or, by utterance, `splits.utterance_ratios`."""
+    if split_by(dataset) == "utterance":
+        return config["splits"].get("utterance_ratios", [0.8, 0.1, 0.1])
+    return config["splits"]["ratios"]
+
+
 def split_of(dataset):
-    """speaker -> train/val/test, the same function the split rule writes down (deterministic)."""
+    """speaker -> train/val/test, the same function the split rule writes down (deterministic).
+    Only for a split by speaker: an utterance split is read from the manifests when the split rule runs."""
     if dataset not in _SPLITS:
         from speechanim.preprocess import make_split
 
@@ -82,6 +130,9 @@ def split_of(dataset):
 
 
 def speakers_in(dataset, part):
+    """The speakers whose aligned files a part is packed from (by utterance: every speaker)."""
+    if split_by(dataset) == "utterance":
+        return sorted(speakers(dataset))
     return sorted(s for s, p in split_of(dataset).items() if p == part)
 
 
@@ -119,9 +170,14 @@ def shell_args(*words):
     return shlex.join(str(w) for w in words)
 
 
-def metrics_dirs(dataset):
+def metrics_dirs(dataset, seeds=None):
     """A dataset's metrics folders, one per seed, comma-separated as speechanim.tables and .claims read them."""
-    return ",".join(f"{RESULTS}/{run_of(dataset, seed)}/metrics" for seed in SEEDS)
+    return ",".join(f"{RESULTS}/{run_of(dataset, seed)}/metrics" for seed in (seeds or SEEDS))
+
+
+def ablation_args(dataset):
+    """--ablation-metrics with the folders of the seeds the ablation-only variants train with, when fewer than SEEDS."""
+    return [] if ABLATION_SEEDS == SEEDS else ["--ablation-metrics", metrics_dirs(dataset, ABLATION_SEEDS)]
 
 
 # --- the raw stage
@@ -174,13 +230,8 @@ def seed_metrics(dataset, methods):
     (from the first seed's folder, as speechanim.tables reads them)."""
     first = run_of(dataset, SEEDS[0])
     return [f"{RESULTS}/{first}/metrics/{m}.json" for m in methods if m not in _trained_methods(methods)] + [
-        f"{RESULTS}/{run_of(dataset, s)}/metrics/{m}.json" for s in SEEDS for m in _trained_methods(methods)]
-
-
-def metrics_dirs_of(input_files):
-    """The metrics folders of a table's input summaries, in order of first appearance (the first seed's
-    first), comma-separated as speechanim.tables reads them."""
-    return ",".join(dict.fromkeys(os.path.dirname(f) for f in input_files))
+        f"{RESULTS}/{run_of(dataset, s)}/metrics/{m}.json" for s in SEEDS for m in _trained_methods(methods)
+        if m not in ABLATION_ONLY or s in ABLATION_SEEDS]
 
 
 # --- the user study (paper 4.5)

@@ -56,7 +56,7 @@ rule evaluate_method:
     """Every metric for one method's videos, the real test videos (ground_truth) or a control made from them."""
     input:
         real=lambda wc: packed(dataset_of(wc.run), "test"),
-        lipreader=lambda wc: f"{RESULTS}/{dataset_of(wc.run)}/lipreader.pt",
+        lipreader=lambda wc: lipreader_of(dataset_of(wc.run)),
         syncnet=lambda wc: f"{RESULTS}/{dataset_of(wc.run)}/syncnet.pt",
         reference=lambda wc: f"{RESULTS}/{dataset_of(wc.run)}/real_landmarks.h5",
         generated=generated_video,
@@ -68,6 +68,7 @@ rule evaluate_method:
     params:
         args=evaluate_args,
         generated=lambda wc, input: shell_args("--generated", input.generated) if input.generated else "",
+        lipreader=lambda wc, input: shell_args("--lipreader", input.lipreader) if input.lipreader else "",  # none: WER N/A
     log:
         f"{LOGS}/evaluate/{{run}}/metrics_{{method}}.log",
     benchmark:
@@ -79,7 +80,7 @@ rule evaluate_method:
         "../../envs/torch.yaml"
     shell:
         "OMP_NUM_THREADS=1 python -m speechanim.evaluate --real {input.real:q} {params.generated}"
-        " --lipreader {input.lipreader:q} --syncnet {input.syncnet:q} --reference {input.reference:q}"
+        " {params.lipreader} --syncnet {input.syncnet:q} --reference {input.reference:q}"
         " --out {output.json:q} {params.args} 2> {log:q}"
 
 
@@ -90,13 +91,14 @@ rule table2:
     output:
         report(f"{RESULTS}/table2.csv", caption="../report/table2.rst", category="Tables"),
     params:
-        metrics=lambda wc, input: metrics_dirs_of(input),
+        metrics=metrics_dirs(RUN_DATASETS[0]),
+        ablation=shell_args(*ablation_args(RUN_DATASETS[0])),
     log:
         f"{LOGS}/evaluate/table2.log",
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m speechanim.tables table2 --metrics {params.metrics:q} --out {output:q} 2> {log:q}"
+        "python -m speechanim.tables table2 --metrics {params.metrics:q} {params.ablation} --out {output:q} 2> {log:q}"
 
 
 rule table3:
@@ -127,7 +129,8 @@ rule claims:
     output:
         report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Tables"),
     params:
-        args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS]),
+        args=shell_args(*[w for d in RUN_DATASETS for w in ("--dataset", d)], *[metrics_dirs(d) for d in RUN_DATASETS],
+                        *ablation_args(RUN_DATASETS[0])),
     log:
         f"{LOGS}/evaluate/claims.log",
     conda:
