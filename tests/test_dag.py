@@ -163,3 +163,37 @@ def rerun_after(workdir: Path, change) -> dict[str, int]:
     res = snakemake(workdir, "-n")
     assert res.returncode == 0, res.stderr[-3000:]
     return job_counts(res.stdout + res.stderr)
+
+
+def test_whole_dag_on_a_folder_of_real_videos_of_one_speaker(tmp_path):
+    """The real-speaker path (workflow/configs/grid_s1.yaml) at the smallest sizes: five of grid-s1's clips in
+    a folder dataset, split by utterance, through every table, figure, the claims and the study set."""
+    src = REPO.parent / "shared" / "data" / "grid-s1"
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("bbaf2n", "bbaf3s", "bbaf5a", "bbal6n", "bbal7s"):
+        (videos / f"{name}.mp4").write_bytes((src / f"{name}.mp4").read_bytes())
+    grid_s1 = yaml.safe_load((REPO / "workflow" / "configs" / "grid_s1.yaml").read_text())
+    config = tiny_config()
+    config.update(run_datasets=["grids1"], seeds=[0], data_dir="data", results_dir="results")
+    config["datasets"]["grids1"] = dict(grid_s1["datasets"]["grids1"], root=str(videos))
+    config["splits"].update(grid_s1["splits"], utterance_ratios=[0.4, 0.2, 0.4])
+    config["training"]["precision"] = grid_s1["training"]["precision"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    res = snakemake(tmp_path, "all")
+    assert res.returncode == 0, res.stderr[-6000:]
+    results = tmp_path / "results"
+    split = (results / "grids1" / "split.tsv").read_text().splitlines()
+    assert split[0] == "speaker\tutterance\tsplit" and len(split) == 6
+    table1 = list(csv.DictReader((results / "table1.csv").open()))
+    assert [(r["Dataset"], r["Samples (Tr)"], r["Samples (V)"], r["Samples (T)"]) for r in table1] == [
+        ("grids1", "4", "1", "2")]  # 2 training utterances, mirrored
+    assert table1[0]["Split"].startswith("speaker-dependent")
+    table2 = {r["Method"]: r for r in csv.DictReader((results / "table2.csv").open())}
+    assert re.fullmatch(r"\d+\.\d%", table2["Ground Truth Videos"]["WER"])  # GRID names: the lipreader reads them
+    assert float(table2["Still image"]["PSNR"]) > 5
+    for name in ("claims.md", "figures/grids1/fig5_same_face.png", "figures/grids1/fig7_blinks.png",
+                 "study/manifest.json", "grids1/skipped.tsv"):
+        assert (results / name).is_file(), name
+    manifest = (tmp_path / "data" / "raw" / "grids1" / "s1" / "manifest.tsv").read_text()
+    assert "bbaf2n\tbbaf2n.mp4\t\t\tbin blue at f two now" in manifest
