@@ -1,5 +1,5 @@
-"""Several training seeds: the tables' "mean +- std" cells (speechanim.tables) and the paper's claims
-checked on per-seed values (speechanim.claims), on hand-made evaluate summaries with known figures."""
+"""Several training seeds: the tables' "mean +- std" cells (speechanim.tables), and the paper's claims checked
+by bootstrap intervals over seeds and clips (speechanim.claims), on hand-made scores whose answer is known."""
 from __future__ import annotations
 
 import csv
@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from speechanim.claims import (Verdict, best_of, close, main as claims_main, pooled_std, table2_claims,
-                               table3_claims, within, within_factor)
+import numpy as np
+
+from speechanim.claims import (Scores, best_of, better, bootstrap, clip_columns, close, figure, main as claims_main,
+                               within_factor)
+from speechanim.metrics.wer import wer
 from speechanim.tables import main as tables_main, mean_std_cell, metric_cells
 
 
@@ -22,9 +25,29 @@ def summary(**values) -> dict:
 
 
 def write(folder: Path, summaries: dict[str, dict]) -> Path:
+    """Each method's summary JSON and per-clip CSV: 6 clips whose mean metrics average to the summary's,
+    spread +-1% around it, and whose words make the summary's WER (50 words a clip)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, s in summaries.items():
         (folder / f"{name}.json").write_text(json.dumps(s))
+        rows = []
+        for i, spread in enumerate((-0.01, 0.01, -0.005, 0.005, 0.0, 0.0)):
+            row = {"key": f"s9/u{i}", "fps": 25.0, "seconds": 3.0}
+            for k in ("psnr", "ssim", "fdbm", "cpbd", "acd", "lmd", "mouth_r", "lse_d", "lse_c", "silence_motion"):
+                row[k] = "" if s.get(k) is None else s[k] * (1 + spread)
+            words = ["word"] * 50
+            if s.get("wer") is not None:
+                errors = round(s["wer"] * 50)
+                row["transcript"] = " ".join(["wrong"] * errors + words[errors:])
+            row["words"] = " ".join(words)
+            rate = s.get("blinks_per_s")
+            row["blinks"] = "" if rate is None else rate * 3.0
+            row["blink_frames"] = "" if rate is None else (s.get("blink_duration_s") or 0) * rate * 3.0 * 25.0
+            rows.append(row)
+        with open(folder / f"{name}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
     return folder
 
 
@@ -77,8 +100,9 @@ def test_a_missing_seed_summary_is_named(tmp_path, capsys):
     (tmp_path / "ds" / "seed1" / "metrics" / "static.json").unlink()
     assert tables_main(["table3", "--dataset", "ds", dirs, "--out", str(tmp_path / "t3.csv")]) == 1
     assert str(tmp_path / "ds" / "seed1" / "metrics" / "static.json") in capsys.readouterr().err
+    (tmp_path / "ds" / "seed1" / "metrics" / "static.csv").unlink()
     assert claims_main(["--dataset", "ds", dirs, "--out", str(tmp_path / "claims.md")]) == 1
-    assert "static.json" in capsys.readouterr().err and not (tmp_path / "claims.md").exists()
+    assert "static.csv" in capsys.readouterr().err and not (tmp_path / "claims.md").exists()
 
 
 def test_ablation_variants_with_fewer_seeds_are_read_from_their_folders_and_say_so(tmp_path):
@@ -87,6 +111,7 @@ def test_ablation_variants_with_fewer_seeds_are_read_from_their_folders_and_say_
     seed0, seed1 = dirs.split(",")
     for name in ("l1", "l1_advimg"):
         (Path(seed1) / f"{name}.json").unlink()
+        (Path(seed1) / f"{name}.csv").unlink()
     out = tmp_path / "table2.csv"
     assert tables_main(["table2", "--metrics", dirs, "--out", str(out)]) == 1  # missing without the option
     assert tables_main(["table2", "--metrics", dirs, "--ablation-metrics", seed0, "--out", str(out)]) == 0
@@ -97,78 +122,108 @@ def test_ablation_variants_with_fewer_seeds_are_read_from_their_folders_and_say_
     assert claims_main(["--dataset", "ds", dirs, "--ablation-metrics", seed0, "--out", str(md)]) == 0
     text = md.read_text()
     assert "Trained with fewer seeds than the full model (2): L1 1, L1+Adv_img 1" in text
-    assert "L1 24.2, L1+Adv_img 23.1, full 22.9 +- 0.14" in text  # L1's PSNR claim: one seed each, two for full
+    assert "L1 24.2 vs L1+Adv_img 23.1" in text and "L1 24.2 vs full 22.9" in text  # L1: seed 0; full: both
 
 
-def test_pooled_std_is_the_root_mean_of_the_sample_variances():
-    assert pooled_std([1.0, 3.0], [2.0, 2.0]) == pytest.approx(math.sqrt((2.0 + 0.0) / 2))
-    assert pooled_std([1.0, 3.0], [5.0]) == pytest.approx(math.sqrt(2.0))  # one value: no variance to pool
-    assert math.isnan(pooled_std([1.0], [2.0]))
+# ------------------------------------------------------------------ the bootstrap, on scores with a known answer
 
 
-def test_best_of_holds_fails_and_gives_the_margin_to_the_closest_rival():
-    v = best_of("a", {"a": [10.0, 12.0], "b": [8.0, 10.0], "c": [1.0, 3.0]}, higher=True)
-    assert v.holds and v.margin == pytest.approx(2.0 / math.sqrt(2.0))  # mean 11 vs 9, pooled std sqrt(2)
-    v = best_of("a", {"a": [10.0, 12.0], "b": [8.0, 10.0]}, higher=False)
-    assert not v.holds and v.margin == pytest.approx(-2.0 / math.sqrt(2.0))
-    v = best_of("a", {"a": [1.0], "b": [2.0]}, higher=False)
-    assert v.holds and math.isnan(v.margin)  # one seed: no spread to measure the margin by
-    v = best_of("a", {"a": [1.0, None], "b": [2.0, 2.0]}, higher=False)
-    assert not v.holds and math.isnan(v.margin) and "N/A" in v.figures
+def scores(name: str, per_seed_clips: list[list[float]], metric: str = "psnr") -> Scores:
+    """A method's scores with one metric given per seed and clip."""
+    values = np.array(per_seed_clips, float)
+    columns = {c: np.full_like(values, np.nan) for c in clip_columns({})}
+    columns[metric] = values
+    return Scores(name, columns)
 
 
-def test_close_within_and_within_factor():
-    v = close([23.0, 23.2], [23.5, 23.7], 1.0, ("full", "static"))
-    assert v.holds and v.margin == pytest.approx((1.0 - 0.5) / math.sqrt(0.02))
-    assert not close([21.0, 21.2], [23.5, 23.7], 1.0, ("full", "static")).holds
-    assert within_factor([0.2, 0.3], [0.3], 2.0, ("full", "ground_truth")).holds  # 0.25 in [0.15, 0.6]
-    v = within_factor([0.0, 0.1], [0.3], 2.0, ("full", "ground_truth"))  # 0.05 below 0.15
-    assert not v.holds and v.margin == pytest.approx((0.05 - 0.15) / math.sqrt(0.005))
-    assert within([0.15, 0.17], [0.118], 0.1, ("full", "ground_truth")).holds
-    assert not within([0.3, 0.32], [0.118], 0.1, ("full", "ground_truth")).holds
+RNG = np.random.default_rng(1)
+NOISE = RNG.normal(0, 1, (3, 60))  # per-clip spread of a figure: sd 1 around its clip's level
+LEVEL = RNG.normal(25, 3, 60)  # clips differ far more than methods do: paired resampling must see through that
 
 
-def test_claims_of_tables_2_and_3_on_known_figures(tmp_path):
-    from speechanim.tables import read_seeds
-
-    dirs = two_seeds(tmp_path)
-    s = {m: read_seeds(dirs, m) for m in ("ground_truth", "l1", "l1_advimg", "full", "static")}
-    t2 = dict(table2_claims(s))
-    assert all(isinstance(v, Verdict) for v in t2.values())
-    holds = {text.split(": ", 1)[1]: v.holds for text, v in t2.items()}
-    assert holds == {
-        "L1 has the best PSNR of the three models": True, "L1 has the best SSIM of the three models": True,
-        "adding Adv_img makes frames sharper (CPBD, higher)": True,
-        "adding Adv_img makes frames sharper (FDBM, higher)": True,
-        "the full model has the best WER of the three": True,
-        "the full model has the best sync of the three (LSE-D, lower)": True,
-        "the full model has the best sync of the three (LSE-C, higher)": True,
-        "the full model blinks as often as the real videos (blinks/s within a factor of 2)": False,  # 0.05 vs 0.3
-        "the full model's blinks last as long as the real ones (mean duration within 0.1 s)": False,  # one seed: none
-    }
-    t3 = dict(table3_claims(s))
-    # SSIM 0.675 against 0.725: 0.05 apart, beyond the 0.02 of "close"
-    assert [v.holds for v in t3.values()] == [True, True, True, True, True, False, True]
-    silence = t3[next(t for t in t3 if t.startswith("Fig. 8"))]
-    assert silence.margin == pytest.approx((2.1 - 0.6) / math.sqrt(0.02)) and "real 0.2" in silence.figures
+def test_a_clear_win_holds_a_tie_is_not_shown_a_clear_loss_is_contradicted():
+    base = scores("static", LEVEL + NOISE)
+    win = scores("full", LEVEL + 1.0 + NOISE[::-1])
+    v = better(win, base, "psnr", higher=True, resamples=2000)
+    assert v.verdict == "holds" and "advantage +1.0" in v.figures, v.figures
+    tie = scores("full", LEVEL + NOISE[::-1])
+    assert better(tie, base, "psnr", higher=True, resamples=2000).verdict == "not shown"
+    loss = better(scores("full", LEVEL - 1.0 + NOISE[::-1]), base, "psnr", higher=True, resamples=2000)
+    assert loss.verdict == "contradicted" and "advantage -1.0" in loss.figures
+    # lower is better (e.g. LMD): the same win read the other way is contradicted
+    assert better(win, base, "psnr", higher=False, resamples=2000).verdict == "contradicted"
+    assert best_of(win, [base, tie], "psnr", True, resamples=2000).verdict == "holds"
+    assert best_of(win, [base, scores("l1", LEVEL + 2.0 + NOISE)], "psnr", True, resamples=2000).verdict == "contradicted"
 
 
-def test_claims_md_has_one_line_per_claim_with_verdict_and_margin(tmp_path):
+def test_the_interval_holds_the_spread_between_seeds():
+    """A 1 dB mean advantage whose seeds scatter by +-3 dB (whole-model shifts) is not shown; the same mean with
+    tight seeds holds: the bootstrap resamples the seeds, not only the clips."""
+    base = scores("static", LEVEL + NOISE)
+    scattered = scores("full", LEVEL + NOISE[::-1] + np.array([[-2.0], [1.0], [4.0]]))  # mean +1
+    assert figure(scattered, "psnr") == pytest.approx(figure(base, "psnr") + 1.0, abs=0.3)
+    assert better(scattered, base, "psnr", True, resamples=4000).verdict == "not shown"
+    tight = scores("full", LEVEL + NOISE[::-1] + np.array([[0.9], [1.0], [1.1]]))
+    assert better(tight, base, "psnr", True, resamples=4000).verdict == "holds"
+
+
+def test_a_close_call_holds_only_when_the_whole_interval_is_inside_the_tolerance():
+    base = scores("static", LEVEL + NOISE)
+    near = scores("full", LEVEL + 0.2 + NOISE[::-1])  # 0.2 dB apart, interval well within +-1
+    assert close(near, base, "psnr", 1.0, resamples=2000).verdict == "holds"
+    edge = scores("full", LEVEL + 1.0 + NOISE[::-1])  # 1 dB apart: the interval straddles the tolerance
+    assert close(edge, base, "psnr", 1.0, resamples=2000).verdict == "not shown"
+    far = scores("full", LEVEL + 3.0 + NOISE[::-1])
+    v = close(far, base, "psnr", 1.0, resamples=2000)
+    assert v.verdict == "contradicted" and "(tolerance +-1)" in v.figures
+
+
+def test_wer_and_blink_rate_are_ratios_of_sums_like_the_tables():
+    words = ["bin blue at f two now", "lay red", "set white with p nine soon please again"]
+    heard = ["bin blue at f two now", "lay green", "set white"]
+    rows = [clip_columns({"key": str(i), "words": w, "transcript": h, "fps": "25", "seconds": "3", "blinks": str(b),
+                          "blink_frames": str(f)}) for i, (w, h, b, f) in enumerate(zip(words, heard, (1, 0, 2), (4, 0, 6)))]
+    s = Scores("full", {c: np.array([[r[c] for r in rows]]) for c in rows[0]})
+    assert figure(s, "wer") == pytest.approx(wer(words, heard))  # 7 errors in 16 words, not the mean of per-clip rates
+    assert figure(s, "blinks_per_s") == pytest.approx(3 / 9)
+    assert figure(s, "blink_duration_s") == pytest.approx((10 / 25) / 3)
+    none = Scores("static", {c: np.where(np.isin(c, ["blinks", "blink_seconds"]), 0.0, v) for c, v in s.columns.items()})
+    v = within_factor(none, s, "blinks_per_s", 2.0, resamples=500)
+    assert v.verdict == "contradicted" and "ratio 0 [0, 0]" in v.figures  # never blinks: outside any factor
+    assert close(none, s, "blink_duration_s", 0.1, resamples=500).verdict == "not shown"  # no blink to time
+
+
+def test_bootstrap_is_seeded_and_resamples_each_methods_seeds():
+    a, b = scores("a", LEVEL + NOISE), scores("b", [LEVEL + 5.0])
+    first = bootstrap([a, b], "psnr", resamples=300)
+    assert first.shape == (2, 300) and np.array_equal(first, bootstrap([a, b], "psnr", resamples=300))
+    assert np.allclose(first[1] - first[1].mean(), first[0] - first[0].mean(), atol=3)  # the same clips drawn
+    assert not np.array_equal(first, bootstrap([a, b], "psnr", resamples=300, seed=1))
+
+
+def test_claims_md_gives_verdicts_differences_and_intervals(tmp_path):
     dirs = two_seeds(tmp_path)
     out = tmp_path / "results" / "claims.md"
-    assert claims_main(["--dataset", "ds", dirs, "--out", str(out)]) == 0
-    lines = [line for line in out.read_text().splitlines() if line.startswith("- ")]
-    assert len(lines) == 9 + 7
-    assert lines[0].startswith("- **holds** (+") and " std) — Table 2: L1 has the best PSNR" in lines[0]
-    assert "L1 24.3 +- 0.14, L1+Adv_img 23.2 +- 0.14, full 22.9 +- 0.14" in lines[0]
-    assert lines[7].startswith("- **does not hold** (-") and "allowed 0.15-0.6" in lines[7]
-    assert "pooled" in out.read_text() and "2 training seed(s)" in out.read_text()
+    assert claims_main(["--dataset", "ds", dirs, "--resamples", "2000", "--out", str(out)]) == 0
+    text = out.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("- ")]
+    assert len(lines) == 9 + 7 + 2  # Table 2 and blinks; Table 3 and Fig. 8; the still-image controls
+    verdicts = [line.split("**")[1] for line in lines]
+    assert set(verdicts) <= {"holds", "not shown", "contradicted"}
+    # L1's PSNR 24.3 against the full model's 22.9 and L1+Adv_img's 23.2, +-1% per clip: a clear win
+    assert lines[0].startswith("- **holds** — Table 2: L1 has the best PSNR") and "advantage +1.10 [+0.9" in lines[0]
+    assert verdicts[7] == "contradicted" and "allowed 0.5-2" in lines[7]  # full 0.05 blinks/s against real 0.3
+    assert "(tolerance +-0.02)" in next(line for line in lines if "SSIM (within 0.02)" in line)
+    assert "hierarchical bootstrap" in text and "2 training seed(s)" in text
+    out2 = tmp_path / "again.md"
+    assert claims_main(["--dataset", "ds", dirs, "--resamples", "2000", "--out", str(out2)]) == 0
+    assert out2.read_bytes() == out.read_bytes()  # seeded: the same scores give the same bytes
 
 
-def test_a_margin_without_spread_is_printed_as_infinite_and_explained():
-    """Every seed without blinks (std 0) against real blinks: -inf std, said in words, not a bare "-inf"."""
-    from speechanim.claims import Verdict, claim_line
-
-    line = claim_line("4.3: the full model blinks", Verdict(False, -math.inf, "full 0 +- 0, real 0.32"))
-    assert line.startswith("- **does not hold** (-inf std: no spread, every seed gives the same values) — 4.3")
-    assert claim_line("x", Verdict(True, 1.25, "f")).startswith("- **holds** (+1.2 std) — x")
+def test_one_seed_still_gives_intervals_and_says_so(tmp_path):
+    dirs = two_seeds(tmp_path).split(",")[0]
+    out = tmp_path / "claims.md"
+    assert claims_main(["--dataset", "ds", dirs, "--resamples", "500", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "1 training seed(s)" in text and "intervals are over test clips only" in text
+    assert all("[" in line for line in text.splitlines() if line.startswith("- **holds**"))

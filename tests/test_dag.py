@@ -94,11 +94,11 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     assert " +- " in table3[0]["PSNR"] and " +- " not in table3[2]["WER"]  # proposed model over seeds, real once
     assert list((results / "synthgrid" / "videos" / "full").rglob("*.mp4"))
     claims = [line for line in (results / "claims.md").read_text().splitlines() if line.startswith("- ")]
-    assert len(claims) == 9 + 7, claims  # Table 2 and blinks; Table 3 and Fig. 8
+    assert len(claims) == 9 + 7 + 2, claims  # Table 2 and blinks; Table 3 and Fig. 8; the still-image controls
     for line in claims:
-        assert re.match(r"- \*\*(holds|does not hold)\*\* \(([+-](\d+\.\d|inf) std|margin n/a)\) — ", line), line
+        assert re.match(r"- \*\*(holds|not shown|contradicted)\*\* — ", line), line
     assert any("Table 2: L1 has the best PSNR" in line for line in claims)
-    assert "mean +- std over 2 training seed(s)" in (results / "claims.md").read_text()
+    assert "mean over 2 training seed(s)" in (results / "claims.md").read_text()
 
     # The HTML report: the tables, every figure, the samples and the training curves, rendered by a browser.
     report = results / "report.html"
