@@ -180,6 +180,20 @@ def ablation_args(dataset):
     return [] if ABLATION_SEEDS == SEEDS else ["--ablation-metrics", metrics_dirs(dataset, ABLATION_SEEDS)]
 
 
+def metrics_dirs_of(input_files):
+    """The metrics folders of a table's input summaries, in order of first appearance (the first seed's
+    first), comma-separated as speechanim.tables reads them."""
+    return ",".join(dict.fromkeys(os.path.dirname(f) for f in input_files))
+
+
+def ablation_args_of(input_files):
+    """--ablation-metrics from a table's input summaries: the folders of the l1 summaries, when the ablation-only
+    variants were trained with fewer seeds than the others (`ablation_seeds`)."""
+    mine = [f for f in input_files if os.path.basename(f) == f"{ABLATION_ONLY[0]}.json"]
+    every = metrics_dirs_of(input_files).split(",")
+    return "" if len(mine) == len(every) else shell_args("--ablation-metrics", metrics_dirs_of(mine))
+
+
 # --- the raw stage
 
 

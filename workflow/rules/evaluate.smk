@@ -91,8 +91,8 @@ rule table2:
     output:
         report(f"{RESULTS}/table2.csv", caption="../report/table2.rst", category="Tables"),
     params:
-        metrics=metrics_dirs(RUN_DATASETS[0]),
-        ablation=shell_args(*ablation_args(RUN_DATASETS[0])),
+        metrics=lambda wc, input: metrics_dirs_of(input),
+        ablation=lambda wc, input: ablation_args_of(input),
     log:
         f"{LOGS}/evaluate/table2.log",
     conda:
