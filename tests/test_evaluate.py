@@ -191,6 +191,59 @@ def test_generated_row_scores_every_clip_with_the_metrics_modules(gen_result, re
         assert np.isfinite(s[name]) and s[name] == pytest.approx(np.mean([r[name] for r in rows]), rel=1e-12)
 
 
+def constant_syncnet(path: Path, video: list[float], audio: list[float]) -> Path:
+    """A tiny SyncNet checkpoint (the format SyncScorer.load reads) whose last layers ignore their
+    input: every video window embeds to ``video`` and every audio window to ``audio``."""
+    from speechanim.syncnet import CHECKPOINT_KIND, SyncNet, SyncNetConfig
+
+    cfg = SyncNetConfig(video_channels=(4, 4, 4), audio_channels=(4, 4, 4), hidden=8, embedding=len(video))
+    torch.manual_seed(0)
+    model = SyncNet(cfg)
+    with torch.no_grad():
+        for fc, value in ((model.video_fc[-1], video), (model.audio_fc[-1], audio)):
+            fc.weight.zero_()
+            fc.bias.copy_(torch.tensor(value))
+    return save_checkpoint(path, {"kind": CHECKPOINT_KIND, "syncnet_config": cfg.to_dict(), "sample_rate": RATE,
+                                  "fps": 25.0, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
+
+
+def test_lmd_and_sync_rows_are_exact_for_known_landmarks_and_embeddings(packed, real, root):
+    """The LMD and LSE values evaluate reports, worked out by hand, not only their range.
+
+    LMD: the "generated" video is the real one, so mediapipe finds the same landmarks in it as in the
+    real frames; the real clip's reference landmarks are those with every other lip point moved by
+    (3, 4) px (5 px; the others 0): the mean lip distance is 2.5 px, over the crop's width (96 px,
+    not its height 128): 2.5 / 96.
+
+    LSE: a SyncNet whose video windows all embed to u = (3, 4, 0) and audio windows to v = (3, 0, 0);
+    each clip of 20 frames has 16 five-frame windows, and at offset o the |o| audio windows past the
+    ends are zeros, so the mean distance is ((16 - |o|) |u - v| + |o| |u|) / 16 = 4 + |o| / 16: the
+    minimum LSE-D = 4 at offset 0, and the median of the 31 offsets (|o| = 8) 4.5, LSE-C = 0.5."""
+    from speechanim.metrics.lmd import lip_indices
+
+    key = KEYS[0]  # max_clips=1 scores the first clip
+    ref = reference_landmarks(packed, root / "shifted lips.h5", max_clips=1, progress=False)
+    with h5py.File(ref, "a") as f:
+        landmarks = f[key][()]
+        assert np.isfinite(landmarks).all()  # a face in every real frame
+        landmarks[:, lip_indices()[::2]] += [3.0, 4.0]
+        f[key][...] = landmarks
+    generated = write_generated(root / "copy.h5", {k: real[k] for k in KEYS})
+    syncnet = constant_syncnet(root / "constant syncnet.pt", [3.0, 4.0, 0.0], [3.0, 0.0, 0.0])
+    result = evaluate(packed, generated, None, syncnet_path=syncnet, frame_step=20, max_clips=1, reference=ref,
+                      progress=False)
+    rows, s = result["clips"], result["summary"]
+    assert [r["key"] for r in rows] == KEYS and [r["scored"] for r in rows] == [True, False, False]
+    assert rows[0]["lmd"] == pytest.approx(2.5 / 96, rel=1e-9)
+    assert s["lmd"] == pytest.approx(2.5 / 96, rel=1e-9) and s["lmd_clips"] == 1
+    for r in rows:  # every clip is scored by the SyncNet
+        assert r["av_offset"] == 0, r["key"]
+        assert r["lse_d"] == pytest.approx(4.0, rel=1e-6), r["key"]
+        assert r["lse_c"] == pytest.approx(0.5, rel=1e-5), r["key"]
+    assert s["lse_d"] == pytest.approx(4.0, rel=1e-6) and s["lse_c"] == pytest.approx(0.5, rel=1e-5)
+    assert s["sync_ok"] == 1.0 and s["sync_videos"] == 3
+
+
 def test_acd_is_against_the_real_still_every_step_th_frame(gen_result, real, generated):
     key = KEYS[1]
     row = next(r for r in gen_result["clips"] if r["key"] == key)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from speechanim.inference import FastDecoder, FastGenerator
 from speechanim.models import Generator, ModelConfig
@@ -68,6 +69,49 @@ def test_lower_precision_is_within_a_few_grey_levels(precision):
         assert frames.dtype == torch.float32
         diff = (frames - expected).abs() * 127.5  # in grey levels of uint8 frames
         assert diff.mean() < 1.5 and diff.max() < 16.0, (diff.mean().item(), diff.max().item())
+
+
+def test_bf16_runs_the_decoder_in_bfloat16_not_quietly_in_fp32(tmp_path):
+    """``precision="bf16"`` must compute in bfloat16, which closeness to fp32 alone cannot show: every
+    folded weight of the fast decoder, and the input of each transposed convolution it runs, is
+    bfloat16 (seen by a spy on ``F.conv_transpose2d`` and ``F.fold``), and its frames differ from the
+    fp32 decoder's by bfloat16's rounding (8 significant bits; here up to ~8e-3), where an fp32 run
+    would give exactly the fp32 decoder's frames (the same code). The Animator passes its
+    ``precision`` on to the decoder."""
+    from tiny_generator import tiny_generator_checkpoint
+
+    from speechanim.animate import Animator
+
+    g = _generator(unet_skips="authors")
+    still, audio, noise = _inputs(g, frames=3)
+    seen = []
+    conv_t, fold = F.conv_transpose2d, F.fold
+
+    def spy(op):
+        def call(x, *args, **kw):
+            seen.append((op.__name__, x.dtype))
+            return op(x, *args, **kw)
+        return call
+
+    fast = FastGenerator(g, "bf16")
+    convs = [fast.decoder.project_id, fast.decoder.project_rest, *fast.decoder.mix, *fast.decoder.mix_skip,
+             *fast.decoder.up, fast.decoder.to_rgb]
+    assert {c.weight.dtype for c in convs} == {torch.bfloat16}
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F, "conv_transpose2d", spy(conv_t))
+        mp.setattr(F, "fold", spy(fold))
+        low, _ = fast.run(fast.encode_identity(still), audio, noise)
+        fast.step(fast.encode_identity(still), audio[:, 0], fast.init_state(2), noise[:, 0])  # few pixels: fold
+    assert {name for name, _ in seen} == {"conv_transpose2d", "fold"}
+    assert {dtype for _, dtype in seen} == {torch.bfloat16}, seen
+    single = FastGenerator(g, "fp32")
+    with torch.no_grad():
+        full, _ = single.run(single.encode_identity(still), audio, noise)
+    assert low.dtype == torch.float32 and (low - full).abs().max() > 1e-3
+    animator = Animator(tiny_generator_checkpoint(tmp_path / "g.pt", (64, 48), 8000, passes=1, steps=2),
+                        device="cpu", precision="bf16")
+    assert animator.fast.decoder.dtype == torch.bfloat16
+    assert {c.weight.dtype for c in [animator.fast.decoder.to_rgb, *animator.fast.decoder.up]} == {torch.bfloat16}
 
 
 def test_training_mode_is_refused():

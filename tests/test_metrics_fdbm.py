@@ -34,6 +34,21 @@ def test_cosine_grating_has_dc_and_two_peaks():
     assert fdbm(faint) * 128 * 96 == pytest.approx(1.0)
 
 
+def test_threshold_is_one_thousandth_of_the_peak():
+    """De & Masilamani's threshold is max(|F|) / 1000, not any nearby ratio: two gratings on a mean
+    of 128 (DC = 128 M N, threshold 0.128 M N), one with peaks 5% above the threshold (amplitude
+    0.2688: peaks 0.1344 M N each) and one with peaks 5% below it (0.2432: 0.1216 M N each). The DC
+    and the first pair count (3 coefficients), the second pair does not; a threshold of 1/600 (0.213
+    M N) would drop the first pair too (1 coefficient), one of 1/1100 (0.116 M N) keep both (5)."""
+    x = np.arange(96)
+    above = 0.2688 * np.cos(2 * np.pi * 5 * x / 96)
+    below = 0.2432 * np.cos(2 * np.pi * 11 * x / 96)
+    both = np.tile(128 + above + below, (128, 1))
+    assert fdbm(both) * 128 * 96 == pytest.approx(3.0)
+    assert fdbm(np.tile(128 + above, (128, 1))) * 128 * 96 == pytest.approx(3.0)  # each side on its own
+    assert fdbm(np.tile(128 + below, (128, 1))) * 128 * 96 == pytest.approx(1.0)
+
+
 def test_score_ignores_the_intensity_scale():
     camera = skimage.data.camera().astype(np.float64)
     assert fdbm(camera * 0.5) == pytest.approx(fdbm(camera))

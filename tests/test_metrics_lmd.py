@@ -35,6 +35,20 @@ def test_lmd_is_the_lip_shift_over_the_crop_width():
     assert lmd(lm, moved, 50) == pytest.approx(5.0 / 50)
 
 
+def test_lmd_is_the_mean_over_lip_points_and_frames_of_uneven_shifts():
+    """A shift that differs between points and frames tells the mean from any other summary: every
+    other lip point moves 5 px (3, 4), the rest 0 px, in the even frames, and twice that in the odd
+    ones; the mean distance is (2.5 + 5) / 2 = 3.75 px, where the largest would be 10 px and the
+    mean of each frame's largest 7.5 px."""
+    lm = landmarks(n_frames=6)
+    moved = lm.copy()
+    lips = lip_indices()
+    for t in range(len(lm)):
+        moved[t, lips[::2]] += np.array([3.0, 4.0]) * (1 + t % 2)
+    assert lmd(lm, moved, 50) == pytest.approx(3.75 / 50, rel=1e-9)
+    assert lmd(moved, lm, 50) == pytest.approx(3.75 / 50, rel=1e-9)  # a distance: symmetric
+
+
 def test_frozen_mouth_has_no_correlation():
     lm = landmarks()
     frozen = np.repeat(lm[:1], len(lm), axis=0)

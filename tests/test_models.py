@@ -2,6 +2,8 @@
 variable-length sequences, gradient flow."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -199,6 +201,44 @@ def test_noise_is_gaussian_with_the_authors_spread():
     noise = gen.sample_noise(64, 100, generator=torch.Generator().manual_seed(0))
     assert noise.shape == (64, 100, 4)
     assert abs(noise.std().item() - 0.33) < 0.01 and abs(noise.mean().item()) < 0.01
+
+
+def _gru_by_hand(x: torch.Tensor, w_ih, w_hh, b_ih, b_hh, h: torch.Tensor):
+    """A one-layer GRU written out (PyTorch's gate order r, z, n): ``x (B, T, in)``, ``h (B, H)`` ->
+    the outputs ``(B, T, H)`` and the last state ``(B, H)``."""
+    outs = []
+    for t in range(x.shape[1]):
+        i_r, i_z, i_n = (x[:, t] @ w_ih.T + b_ih).chunk(3, 1)
+        h_r, h_z, h_n = (h @ w_hh.T + b_hh).chunk(3, 1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        h = (1 - z) * n + z * h
+        outs.append(h)
+    return torch.stack(outs, 1), h
+
+
+def test_noise_generator_squashes_its_gru_output_with_tanh():
+    """z_n = tanh(GRU(noise)) (sda/img_generator.py: rnn_noise then rnn_noise_squashing): with large
+    weights and inputs the GRU's output saturates near +-1, and z_n is the tanh of the GRU written
+    out by hand, so within tanh(1) ~ 0.762, where the GRU output alone reaches past 0.99. The state
+    handed on is the GRU's own, unsquashed (the next step continues the recurrence, not the tanh)."""
+    cfg = small_config(noise_dim=4)
+    net = models.NoiseGenerator(cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.rnn.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 3.0)
+    noise = torch.randn(3, 7, 4, generator=g) * 10.0
+    p = dict(net.rnn.named_parameters())
+    with torch.no_grad():
+        z_n, state = net(noise)
+        gru, last = _gru_by_hand(noise, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"],
+                                 torch.zeros(3, 4))
+    assert gru.abs().max() > 0.99  # the pre-activation saturates
+    torch.testing.assert_close(z_n, torch.tanh(gru), atol=1e-6, rtol=0)
+    assert z_n.abs().max() <= math.tanh(1.0) + 1e-6
+    assert state.shape == (1, 3, 4)
+    torch.testing.assert_close(state[0], last, atol=1e-6, rtol=0)
 
 
 def test_temporal_generator_is_causal():

@@ -167,6 +167,106 @@ def test_the_latent_is_reordered_to_ours(tmp_path):
     assert ours[:, 0, 0, 0].tolist() == [float(v) for v in expected]
 
 
+def _gru(x: torch.Tensor, state: dict, prefix: str, layer: int) -> torch.Tensor:
+    """One GRU layer written out from the weights ``prefix.*_l{layer}`` of a state dict (PyTorch's gate
+    order r, z, n; zero initial state): ``x (B, T, in)`` -> ``(B, T, H)``."""
+    w_ih, w_hh = state[f"{prefix}.weight_ih_l{layer}"], state[f"{prefix}.weight_hh_l{layer}"]
+    b_ih, b_hh = state[f"{prefix}.bias_ih_l{layer}"], state[f"{prefix}.bias_hh_l{layer}"]
+    h = x.new_zeros(x.shape[0], w_hh.shape[1])
+    outs = []
+    for t in range(x.shape[1]):
+        i_r, i_z, i_n = (x[:, t] @ w_ih.T + b_ih).chunk(3, 1)
+        h_r, h_z, h_n = (h @ w_hh.T + b_hh).chunk(3, 1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+        outs.append(h)
+    return torch.stack(outs, 1)
+
+
+def _batch_norm(x: torch.Tensor, state: dict, prefix: str) -> torch.Tensor:
+    """Batch norm in eval mode (running statistics, eps 1e-5) from a state dict's ``prefix.*``."""
+    return torch.nn.functional.batch_norm(x, state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"],
+                                          state[f"{prefix}.weight"], state[f"{prefix}.bias"], training=False, eps=1e-5)
+
+
+#: The authors' audio CNN at 16 kHz, 0.2 s (encoder_audio.py with init_kernel 5 ms, init_stride 1 ms):
+#: strides 16, then the prime factors of the 200 steps left (2, 2, 2, 5; the last 5 is the full-length
+#: conv); each padding ceil(p / 2) per side of utils.calculate_padding's total p = (ceil(L / s) - 1) s + k - L:
+#: L 3200 -> p 64 (32 a side), 200 -> 2, 100 -> 2, 50 -> 2, 25 -> p 5 with k 10 (3 a side), leaving 5.
+AUTHORS_AUDIO = [(16, 32), (2, 1), (2, 1), (2, 1), (5, 3)]
+
+
+def authors_forward(d: dict, still: torch.Tensor, audio: torch.Tensor, noise: torch.Tensor) -> tuple:
+    """The authors' VideoAnimator networks in eval mode, applied layer by layer with torch.nn.functional
+    to their state dicts ``d`` as sda/sda.py, rnn_audio.py, encoder_audio.py, encoder_image.py and
+    img_generator.py lay them out (written here from those files' layer order, not calling this project):
+    ``still (B, 3, H, W)``, ``audio (B, T, samples)``, ``noise (B, T, aux)`` -> z_id ``(B, id)`` and
+    frames ``(B, T, 3, H, W)``."""
+    f = torch.nn.functional
+    enc, ident, gen = d["encoder"], d["encoder_id"], d["generator"]
+    b, t = audio.shape[:2]
+    # audio: strided conv + BN + ReLU layers, then a full-length conv + tanh; then a 2-layer GRU
+    x = audio.reshape(b * t, 1, -1)
+    for i, (stride, pad) in enumerate(AUTHORS_AUDIO):
+        x = f.conv1d(x, enc[f"encoder.cl.{i}.weight"], enc[f"encoder.cl.{i}.bias"], stride=stride, padding=pad)
+        x = torch.relu(_batch_norm(x, enc, f"encoder.activations.{i}.0"))
+    n = len(AUTHORS_AUDIO)
+    x = torch.tanh(f.conv1d(x, enc[f"encoder.cl.{n}.weight"], enc[f"encoder.cl.{n}.bias"]))
+    z = _gru(_gru(x.view(b, t, -1), enc, "rnn", 0), enc, "rnn", 1)
+    # the still: 4x4 stride-2 convs (no bias) + BN + ReLU, keeping each map; a whole-map conv + tanh
+    y, maps = still, []
+    layers = sum(1 for k in ident if k.endswith(".0.weight")) - 1
+    for i in range(layers):
+        y = torch.relu(_batch_norm(f.conv2d(y, ident[f"cl.{i}.0.weight"], stride=2, padding=1), ident, f"cl.{i}.1"))
+        maps.append(y)
+    z_id = torch.tanh(f.conv2d(y, ident[f"cl.{layers}.0.weight"])).flatten(1)
+    # the decoder: latent [z_c, tanh(GRU(noise)), z_id] per frame, skips deepest first, each clip's
+    # maps repeated for its T frames
+    aux = torch.tanh(_gru(noise, gen, "rnn_noise", 0))
+    latent = torch.cat([z, aux, z_id[:, None].expand(b, t, -1)], 2).reshape(b * t, -1, 1, 1)
+    x = torch.relu(_batch_norm(f.conv_transpose2d(latent, gen["dcl.0.0.weight"]), gen, "dcl.0.1"))
+    skips = [m.repeat_interleave(t, 0) for m in maps[::-1]]
+    for j in range(1, layers):  # UnetBlock: cat [x, skip] -> 3x3 -> BN ReLU -> 4x4 stride 2 -> BN ReLU
+        x = f.conv_transpose2d(torch.cat([x, skips[j - 1]], 1), gen[f"dcl.{j}.dcl1.weight"], padding=1)
+        x = torch.relu(_batch_norm(x, gen, f"dcl.{j}.activation1.0"))
+        x = f.conv_transpose2d(x, gen[f"dcl.{j}.dcl2.weight"], stride=2, padding=1)
+        x = torch.relu(_batch_norm(x, gen, f"dcl.{j}.activation2.0"))
+    x = torch.tanh(f.conv_transpose2d(x, gen[f"dcl.{layers}.weight"], stride=2, padding=1))
+    return z_id, x.view(b, t, *x.shape[1:])
+
+
+def test_converted_generator_computes_what_the_authors_networks_compute(tmp_path):
+    """A forward pass of the converted generator against the authors' networks written out here with
+    torch.nn.functional (:func:`authors_forward`) on the same random weights: a kernel landed
+    mirrored, transposed or in another layer, a channel order or a skip joined wrongly, which the
+    one-constant-per-tensor test cannot see, gives other numbers. The weights are the fake file's,
+    rescaled so that every layer passes on a signal (convs He's N(0, 2 / fan-in), batch-norm scales
+    ~ 1), not one that fades into the batch norms' constant biases (where a mirrored kernel would
+    change little but the borders)."""
+    src = fake_dat(tmp_path / "grid.dat")
+    d = torch.load(src, weights_only=False)
+    for module in ("encoder", "encoder_id", "generator"):
+        for key, value in d[module].items():
+            if value.dim() >= 3:  # a conv kernel, N(0, 0.1^2) in fake_dat: fan-in = input channels x kernel size
+                fan_in = value[0].numel() if not key.startswith("dcl") else value[:, 0].numel()
+                value.mul_((2 / fan_in) ** 0.5 / 0.1)
+            elif value.dim() == 1 and key.endswith(".weight"):  # a batch-norm scale
+                value.add_(1.0)
+    torch.save(d, src)
+    gen = Animator(convert_file(src, tmp_path / "grid.pt"), device="cpu").generator
+    rng = torch.Generator().manual_seed(1)
+    still = torch.rand(2, 3, 64, 48, generator=rng) * 2 - 1
+    audio = torch.randn(2, 3, SETTINGS["audio_feat_samples"], generator=rng) * 0.3
+    noise = torch.randn(2, 3, SETTINGS["aux_latent"], generator=rng) * 0.33
+    with torch.no_grad():
+        z_id, expected = authors_forward(d, still, audio, noise)
+        ours_id = gen.identity_encoder(still)[0]
+        frames = gen(still, audio, noise)
+    assert expected.std() > 0.1 and (expected.abs() < 0.99).float().mean() > 0.9  # frames with contrast, not saturated
+    torch.testing.assert_close(ours_id, z_id, atol=1e-5, rtol=0)
+    torch.testing.assert_close(frames, expected, atol=1e-5, rtol=0)
+
+
 def test_converted_model_animates_a_clip_aligned_to_its_mean_face(tmp_path, grid_mini):
     out = tmp_path / "grid.pt"
     assert main(["import-sda", str(fake_dat(tmp_path / "grid.dat")), "-o", str(out)]) == 0

@@ -185,6 +185,88 @@ def test_gan_loss_terms_follow_the_variant():
         GANLoss("both")
 
 
+def _softplus(x: float) -> float:
+    """``log(1 + e^x)``: BCE with logits of logit ``x`` is ``softplus(-x)`` against 1 and ``softplus(x)`` against 0."""
+    return math.log1p(math.exp(x))
+
+
+class _PixelFrameDisc(torch.nn.Module):
+    """A frame discriminator whose logit is the frame's bottom-right red pixel, so that the logits of
+    the real and the generated frames are known whichever frames S draws."""
+
+    def forward(self, frames, still):
+        return frames[:, 0, -1, -1]
+
+
+class _PixelSeqDisc(torch.nn.Module):
+    """A sequence discriminator with known logits: ``3 x`` the last frame's bottom-right red pixel plus
+    the clip's audio level (``audio[:, -1, 0]``); takes a list of videos and ``mismatched`` (the first
+    video with the next clip's audio) like :class:`SequenceDiscriminator`."""
+
+    def forward(self, frames, audio, lengths=None, mismatched=False):
+        level = audio[:, -1, 0]
+        if isinstance(frames, torch.Tensor) and not mismatched:
+            return 3 * frames[:, -1, 0, -1, -1] + level
+        rows = [3 * v[:, -1, 0, -1, -1] + level for v in frames]
+        if mismatched:
+            rows.append(3 * frames[0][:, -1, 0, -1, -1] + level.roll(-1, 0))
+        return torch.stack(rows)
+
+
+def test_gan_loss_values_for_known_logits_in_every_variant():
+    """Every loss of every variant against values worked out by hand (BCE with logits of known
+    constants), so that flipping a target (the generator's "real" to "fake", a discriminator's real
+    and fake), dropping or swapping a term, or the L1's region fails: the parts are not taken from
+    the code's own output.
+
+    Real frames: 0.2 in the upper half, 0.8 in the lower; generated: 0.5 and -0.3. So the lower-half
+    L1 is 1.1 and the whole-frame L1 (0.3 + 1.1) / 2 = 0.7; the frame logits are 0.8 (real) and -0.3
+    (fake); with audio levels 0 and 1 the sequence logits are 2.4, 3.4 (real), -0.9, 0.1 (fake) and,
+    with the next clip's audio, 3.4, 2.4 (mismatched)."""
+    b, t, h, w = 2, 3, 8, 6
+    real = torch.full((b, t, 3, h, w), 0.8)
+    real[..., : h // 2, :] = 0.2
+    fake = torch.full((b, t, 3, h, w), -0.3)
+    fake[..., : h // 2, :] = 0.5
+    audio = torch.zeros(b, t, 5)
+    audio[1] = 1.0
+    batch = Batch(torch.zeros(b, 3, h, w), real, audio)
+    d_img, d_seq = _PixelFrameDisc(), _PixelSeqDisc()
+    sp = _softplus  # BCE(x, 1) = sp(-x), BCE(x, 0) = sp(x)
+    g_img = sp(0.3)  # -log D(G(z)) for the fake frame's logit -0.3
+    g_seq = (sp(0.9) + sp(-0.1)) / 2  # the fake videos' logits -0.9 and 0.1, against "real"
+    d_img_loss = sp(-0.8) + sp(-0.3)  # real 0.8 against 1, fake -0.3 against 0
+    d_seq_loss = (sp(-2.4) + sp(-3.4)) / 2 + (sp(-0.9) + sp(0.1)) / 2
+
+    total, parts = GANLoss("l1").generator(batch, fake)
+    assert total.item() == pytest.approx(400 * 0.7, rel=1e-6)  # the entire frame (paper Fig. 4a)
+    for variant in ("l1_advimg", "static"):
+        total, parts = GANLoss(variant, d_img).generator(batch, fake)
+        assert parts["g_l1"].item() == pytest.approx(1.1, rel=1e-6)  # the lower half only (eq. 2)
+        assert parts["g_adv_img"].item() == pytest.approx(g_img, rel=1e-6), variant
+        assert total.item() == pytest.approx(400 * 1.1 + g_img, abs=1e-3), variant
+        total, parts = GANLoss(variant, d_img).discriminator(batch, fake.detach())
+        assert parts["d_img"].item() == pytest.approx(d_img_loss, rel=1e-6), variant
+        assert total.item() == pytest.approx(d_img_loss, rel=1e-6), variant
+        assert parts["d_img_real"].item() == pytest.approx(1 / (1 + math.exp(-0.8)), rel=1e-6)
+        assert parts["d_img_fake"].item() == pytest.approx(1 / (1 + math.exp(0.3)), rel=1e-6)
+    total, parts = GANLoss("full", d_img, d_seq).generator(batch, fake)
+    assert parts["g_adv_img"].item() == pytest.approx(g_img, rel=1e-6)
+    assert parts["g_adv_seq"].item() == pytest.approx(g_seq, rel=1e-6)
+    assert total.item() == pytest.approx(400 * 1.1 + g_img + g_seq, abs=1e-3)
+    total, parts = GANLoss("full", d_img, d_seq).discriminator(batch, fake.detach())
+    assert parts["d_img"].item() == pytest.approx(d_img_loss, rel=1e-6)
+    assert parts["d_seq"].item() == pytest.approx(d_seq_loss, rel=1e-6)
+    assert total.item() == pytest.approx(d_img_loss + d_seq_loss, rel=1e-6)
+    assert parts["d_seq_real"].item() == pytest.approx((1 / (1 + math.exp(-2.4)) + 1 / (1 + math.exp(-3.4))) / 2)
+    assert parts["d_seq_fake"].item() == pytest.approx((1 / (1 + math.exp(0.9)) + 1 / (1 + math.exp(-0.1))) / 2)
+    # the matching-aware term: real videos with the other clip's audio (logits 3.4, 2.4) judged fake
+    _, parts = GANLoss("full", d_img, d_seq, seq_mismatch=0.5).discriminator(batch, fake.detach())
+    assert parts["d_seq"].item() == pytest.approx(d_seq_loss + 0.5 * (sp(3.4) + sp(2.4)) / 2, rel=1e-6)
+    total, parts = GANLoss("l1").discriminator(batch, fake.detach())
+    assert total.item() == 0.0 and parts == {}  # no discriminator, no discriminator loss
+
+
 # ------------------------------------------------------------------ variants, schedules, configs
 
 
