@@ -2,8 +2,10 @@
 (workflow/configs/evidence.yaml: several seeds, mean +- std tables, claims.md); then a config change
 reruns only what depends on it."""
 import csv
+import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -80,13 +82,21 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     assert (table2[0]["PSNR"], table2[0]["SSIM"]) == ("N/A", "N/A")  # no PSNR/SSIM for the ground truth
     assert table2[2]["PSNR"] == "N/A" and table2[2]["WER"] == "N/A"  # shifted audio: only the sync metrics
     assert 5 < float(table2[1]["PSNR"]) < 60  # the still image: one value, finite PSNR over frames 2..T
-    for row in table2[3:]:  # the models: "mean +- std" over the two seeds
+    for row, variant in zip(table2[3:], ("l1", "l1_advimg", "full")):  # the models: "mean +- std" over the two seeds
+        psnr = [json.loads((results / "synthgrid" / run / "metrics" / f"{variant}.json").read_text())["psnr"]
+                for run in ("", "seed1")]
         mean, std = (float(x) for x in row["PSNR"].split(" +- "))
-        assert 5 < mean < 60 and std >= 0, row["PSNR"]
+        assert 5 < mean < 60 and psnr[0] != psnr[1], (row["PSNR"], psnr)  # two generators, two PSNRs
+        assert abs(mean - statistics.mean(psnr)) < 0.0051 and abs(std - statistics.stdev(psnr)) < 0.0051, (row["PSNR"], psnr)
         assert re.fullmatch(r"\d+\.\d% \+- \d+\.\d%", row["WER"]), row["WER"]
     assert float(table2[1]["LMD"]) > 0 and table2[1]["Mouth r"] == "0.00"  # the still: a real face, frozen mouth
-    for row in table2:  # every row is scored by the SyncNet
-        assert float(row["LSE-C"].split(" +- ")[0]) >= 0 and float(row["LSE-D"].split(" +- ")[0]) > 0
+    for row, name in zip(table2, ("ground_truth", "still", "shifted_audio", "l1", "l1_advimg", "full")):
+        runs = ("",) if name in ("ground_truth", "still", "shifted_audio") else ("", "seed1")  # controls: scored once
+        sync = [json.loads((results / "synthgrid" / run / "metrics" / f"{name}.json").read_text()) for run in runs]
+        assert all(s["lse_d"] > 0 and s["lse_c"] > 0 and s["sync_videos"] > 0 for s in sync), (name, sync)  # every row
+        for column, key in (("LSE-D", "lse_d"), ("LSE-C", "lse_c")):  # is scored by the SyncNet, as the table says
+            cell = float(row[column].split(" +- ")[0])
+            assert abs(cell - statistics.mean(s[key] for s in sync)) < 0.00051, (name, column, row[column])
     table3 = list(csv.DictReader((results / "table3.csv").open()))
     assert [(r["Dataset"], r["Method"]) for r in table3] == [
         ("synthgrid", m) for m in ("Proposed Model", "Baseline", "Ground Truth Videos", "Still image",
