@@ -297,7 +297,7 @@ def claim_line(text: str, v: Verdict) -> str:
 
 HEADER = """# The paper's claims, measured
 
-One line per claim: **holds**, **not shown** or **contradicted**, from the {coverage:.0%} interval of the
+One line per claim: holds, not shown or contradicted, from the {coverage:.0%} interval of the
 difference between the methods' figures (in [brackets]) over {resamples:,} hierarchical bootstrap resamples:
 each draws every method's training seeds with replacement, then the test clips (the same for every method).
 holds: the interval excludes 0 in the claimed direction; contradicted: it excludes 0 the other way; not shown:

@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         real, words = h5[first]["frames"][()].transpose(0, 2, 3, 1), str(h5[first].attrs["words"])
     own, other = (read_video(generated[k])[0] for k in (first, second))
     rows = [("real", real), ("its 1st frame", own), ("another still", other)]
-    strip(rows, spaced(len(real)), f"speechanim animate ({args.checkpoint}) with the audio of {first} ('{words}'): "
-          f"the real video, generated from its first frame, generated from {second}'s first frame", args.out)
+    strip(rows, spaced(len(real)), f"speechanim animate ({args.checkpoint}), the audio of {first} ('{words}'):\n"
+          f"the real video; generated from its first frame; generated from {second}'s first frame", args.out)
     print(f"wrote {args.out}; videos in {work}", file=sys.stderr)
     return 0
 
