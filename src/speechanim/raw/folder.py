@@ -50,7 +50,7 @@ from pathlib import Path
 from speechanim import media
 from speechanim.gridformat import GridFormatError, sentence_from_name
 from speechanim.media import MediaError, VideoInfo
-from speechanim.raw.layout import MANIFEST, Utterance, write_manifest, write_skipped
+from speechanim.raw.layout import MANIFEST, Utterance, replace_dir, write_manifest, write_skipped
 
 log = logging.getLogger("speechanim.raw.folder")
 
@@ -410,11 +410,7 @@ def import_speaker(
             shutil.copyfile(c.video, tmp / name)
             utterances.append(Utterance(c.utterance, name, "", "", texts[c.utterance]))
         write_skipped(tmp, skipped)
-        if final.exists():
-            old = out / f".{speaker}.old-{os.getpid()}"
-            os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     manifest = write_manifest(final, utterances)

@@ -91,7 +91,7 @@ from urllib.parse import quote, urlsplit
 
 from speechanim.gridformat import GridFormatError, parse_align, sentence_from_name
 from speechanim.raw.http import DownloadError, RetryPolicy, download, fetch_bytes
-from speechanim.raw.layout import MANIFEST, Utterance, atomic_write_text, write_manifest, write_skipped
+from speechanim.raw.layout import MANIFEST, Utterance, atomic_write_text, replace_dir, write_manifest, write_skipped
 
 log = logging.getLogger("speechanim.raw.grid")
 
@@ -492,11 +492,7 @@ def prepare_speaker(
             example = next(iter(skipped.values()), "none")
             raise GridError(f"{speaker}: no usable utterance ({len(skipped)} skipped, e.g. {example})")
         write_skipped(tmp, skipped)
-        if final.exists():
-            old = out / f".{speaker}.old-{os.getpid()}"
-            os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     manifest = write_manifest(final, utterances)

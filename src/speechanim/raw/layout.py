@@ -16,6 +16,8 @@ Clips the raw stage could not use are listed in ``skipped.tsv`` beside it with t
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -79,3 +81,13 @@ def write_skipped(speaker_dir: Path, skipped: dict[str, str]) -> Path:
     path = Path(speaker_dir) / SKIPPED
     atomic_write_text(path, _tsv(["item", "reason"], rows))
     return path
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the finished speaker folder ``tmp`` in place of ``final`` by renames (the old one, if any, removed),
+    so that a speaker folder is never half old, half new."""
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, final)

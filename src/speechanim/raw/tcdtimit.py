@@ -102,7 +102,7 @@ from pathlib import Path
 import ffmpeg
 import imageio_ffmpeg
 
-from speechanim.raw.layout import MANIFEST, Utterance, write_manifest, write_skipped
+from speechanim.raw.layout import MANIFEST, Utterance, replace_dir, write_manifest, write_skipped
 
 log = logging.getLogger("speechanim.raw.tcdtimit")
 
@@ -445,11 +445,7 @@ def import_speaker(
             example = next(iter(skipped.values()), "none")
             raise TcdTimitError(f"{speaker}: no usable clip in {camera_dir} ({len(skipped)} skipped, e.g. {example})")
         write_skipped(tmp, skipped)
-        if final.exists():
-            old = out / f".{speaker}.old-{os.getpid()}"
-            os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     manifest = write_manifest(final, utterances)
