@@ -41,8 +41,9 @@ split
     folders' manifests split by ratios (speaker-dependent; for a corpus of one speaker).
 
 pack
-    Copies the clips of one part (its speakers', or its utterances' for an utterance split) into one file, group by group without decoding
-    (``h5py`` ``Group.copy`` keeps the chunking and compression), and with ``--mirror`` (training
+    Copies the clips of one part (its speakers', or its utterances' for an utterance split) into one
+    file, group by group without decoding (``h5py`` ``Group.copy`` keeps the chunking and
+    compression), and with ``--mirror`` (training
     only) adds each clip's mirror image (:func:`speechanim.align.mirror_clip`: frames flipped
     left-right, landmarks ``x -> W - 1 - x`` re-indexed by the template's mirror permutation, audio
     unchanged) as ``<speaker>/<utterance>_mirror``.
@@ -75,7 +76,8 @@ from .media import MediaError, read_audio, read_video_and_audio
 from .packing import AtomicH5, Clip, clip_keys, read_clip, write_clip
 from .raw.layout import MANIFEST, SKIPPED, Utterance, atomic_write_text, read_manifest
 from .raw.tcdtimit import LIPSPEAKERS, RECOMMENDED_TEST_VOLUNTEERS
-from .splits import SPLITS, is_utterance_split, part_of, ratio_split, read_split, recommended_split, utterance_split, write_split
+from .splits import (SPLITS, is_utterance_split, part_of, ratio_split, read_split, recommended_split, utterance_split,
+                     write_split)
 
 #: Audio sample rate of the packed clips (Hz).  The paper does not state it; 16 kHz is a whole number
 #: of samples per frame at GRID's 25 fps (640), and the 0.16 s window (section 3.1) is 2560 samples.
