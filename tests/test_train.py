@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -587,12 +588,20 @@ def test_patience_stops_training_and_keeps_the_best(packed, tmp_path, capsys, mo
     assert len(history_rows(out)) == 5
 
 
-def test_nan_loss_stops_with_an_error_and_keeps_the_last_checkpoint(packed, tmp_path, capsys):
+def test_nan_loss_stops_with_an_error_and_keeps_the_last_checkpoint(packed, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert main(cli_args(packed, out, max_epochs=1)) == 0
     before = (out / "work" / "last.pt").read_bytes()
     capsys.readouterr()
-    # same settings, so it resumes at epoch 1; the damaged file's audio is NaN, so epoch 2 fails at once
+    # same settings, so it resumes at epoch 1; the damaged file's audio is NaN: the first clip read is refused by name
+    assert main(cli_args(packed, out, train_file="nan.h5", max_epochs=2)) == 1
+    assert re.search(rf"error: {re.escape(str(packed / 'nan.h5'))}: clip s\d+/u0 has NaN or infinite audio",
+                     capsys.readouterr().err)
+    assert (out / "work" / "last.pt").read_bytes() == before
+    # NaN that gets past the input checks (as a diverging network makes it) stops epoch 2 at once
+    import speechanim.packing
+
+    monkeypatch.setattr(speechanim.packing, "finite_audio", lambda samples, group: samples)
     assert main(cli_args(packed, out, train_file="nan.h5", max_epochs=2)) == 1
     err = capsys.readouterr().err
     assert "speechanim.train: error: non-finite loss at epoch 2, step 1/3" in err

@@ -25,8 +25,10 @@ prepared exactly as the training data were:
     animate_file("face.jpg", "speech.wav", "generator.pt", "out.mp4")  # mp4 with the original audio
 
 The whole-clip pass runs the recurrent encoders over the audio and decodes frames in chunks
-(``chunk_frames``), carrying the GRU states across chunks, so memory stays bounded for long
-recordings; :meth:`Animator.stream` runs the generator frame by frame (the paper's "synthesize
+(``chunk_frames``), carrying the GRU states across chunks; :meth:`Animator.frames` gives it chunk by
+chunk in memory that does not grow with the recording (one chunk's windows and frames; a file's
+audio decoded a piece at a time), and :func:`animate_file` writes each chunk to the mp4 as it comes.
+:meth:`Animator.stream` runs the generator frame by frame (the paper's "synthesize
 videos frame-by-frame, which is necessary for real-time applications", 3.1) and gives the same frames,
 also from audio still arriving in chunks (:mod:`speechanim.stream`). A checkpoint imported from the
 authors' files (:mod:`speechanim.sda`) is prepared their way instead (its own mean face, full-scale
@@ -34,6 +36,7 @@ audio, their window stride and frame count).
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Union
@@ -43,13 +46,15 @@ import torch
 from tqdm import tqdm
 
 from .align import AlignConfig, align_image
-from .audio import check_audible, frame_audio, normalise, resample, samples_per_frame, window_samples
+from .audio import SilentAudioError, check_mix, mix_to_mono, resample, samples_per_frame, window_samples
 from .checkpoint import CheckpointError, load_generator
-from .generate import clip_noise, pick_device, to_uint8
+from .fileio import check_outputs_apart
+from .generate import pick_device, to_uint8
 from .inference import PRECISIONS, FastGenerator
-from .media import SUFFIXES, MediaError, audio_rate, read_audio, write_video
+from .media import SUFFIXES, MediaError, audio_rate
+from .media import read_image as _read_photo
 from .packing import to_unit_range
-from .stream import AudioFramer, iter_chunks
+from .stream import FILE_CHUNK_SAMPLES, AudioFramer, Mp4Writer, audio_file_chunks, channel_rms, check_rate, iter_chunks
 
 __all__ = ["FPS", "CHUNK_FRAMES", "ImageError", "Animator", "read_image", "as_rgb_uint8", "resample", "audio_rate",
            "animate_file"]
@@ -104,20 +109,16 @@ def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def read_image(path: PathLike) -> np.ndarray:
-    """Read a photo file as ``(H, W, 3)`` uint8 RGB (the first frame of an animated image)."""
-    import skimage.io  # imported here: only file input needs it
-
+    """Read a photo file as ``(H, W, 3)`` uint8 RGB, as a photo viewer shows it
+    (:func:`speechanim.media.read_image`: EXIF orientation applied, CMYK, 16-bit, greyscale and
+    palette made 8-bit RGB, alpha composited on white, at most ``MAX_IMAGE_PIXELS``)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
     try:
-        image = skimage.io.imread(path)
-    except Exception as e:  # imageio raises many types for a file it cannot decode
-        raise ImageError(f"{path}: not an image file that can be read") from e
-    image = np.asarray(image)
-    if image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (1, 2, 3, 4)):
-        image = image[0]  # an animated GIF or multi-page TIFF: its first frame
-    return as_rgb_uint8(image, str(path))
+        return _read_photo(path)
+    except MediaError as e:
+        raise ImageError(str(e)) from None
 
 
 def _to_mono_float(audio: np.ndarray, name: str) -> np.ndarray:
@@ -127,7 +128,7 @@ def _to_mono_float(audio: np.ndarray, name: str) -> np.ndarray:
     elif not np.issubdtype(audio.dtype, np.floating):
         raise ValueError(f"{name}: audio samples must be numbers, got dtype {audio.dtype}")
     if audio.ndim == 2:  # (samples, channels), as scipy.io.wavfile and soundfile give
-        audio = audio.mean(axis=1)
+        audio = mix_to_mono(audio, source=name)  # refused if the channels cancel out
     if audio.ndim != 1 or audio.size == 0:
         raise ValueError(f"{name}: audio must be a non-empty array (samples,) or (samples, channels), "
                          f"got shape {audio.shape}")
@@ -204,25 +205,50 @@ class Animator:
         an array ``(samples,)`` / ``(samples, channels)`` with its ``sample_rate`` (integers are
         scaled by their dtype's maximum, floats taken as [-1, 1]). ``gain``: scale the samples by it
         instead of the checkpoint's level (peak normalisation, or full scale); a live stream is
-        scaled this way, since its peak is not known in advance.
+        scaled this way, since its peak is not known in advance. All windows at once: the passes
+        below cut them as they go (:meth:`_windows`), which this stacks.
         """
+        return np.stack(list(self._windows(audio, sample_rate, name, gain)[1]))
+
+    def _windows(self, audio: np.ndarray | PathLike, sample_rate: int | None, name: str | None,
+                 gain: float | None) -> tuple[int, Iterator[np.ndarray]]:
+        """The frame count and an iterator of the frames' audio windows, ``(window,)`` float32 each,
+        cut as they are asked for (:class:`speechanim.stream.AudioFramer`). A file is decoded twice,
+        a chunk at a time (:func:`speechanim.stream.audio_file_chunks`): once to measure its length
+        and level, once to cut the windows; neither its samples nor the ``(T, window)`` array are
+        held whole. The samples are refused if silent or not finite, then scaled (``gain``, or the
+        checkpoint's level: peak-normalised, DC removed, or full scale)."""
+        gain = _check_gain(gain)
         if isinstance(audio, (str, os.PathLike)):
             name = name or str(audio)
-            samples = read_audio(audio, self.sample_rate)
+            path = audio
+
+            def chunks() -> Iterator[np.ndarray]:
+                return audio_file_chunks(path, self.sample_rate)
         else:
             name = name or "audio"
             samples = resample(_to_mono_float(audio, name), _check_rate(sample_rate, name), self.sample_rate)
-        check_audible(samples, source=name)
-        if gain is not None:
-            samples = samples * np.float32(gain)
-        elif self.audio_scaling == "peak":
-            samples = normalise(samples, source=name)
+
+            def chunks() -> Iterator[np.ndarray]:
+                return (samples[i:i + FILE_CHUNK_SAMPLES] for i in range(0, len(samples), FILE_CHUNK_SAMPLES))
+        level = _Level.of(chunks(), name)
+        if level.rms < SILENCE_RMS:
+            if isinstance(audio, (str, os.PathLike)):  # the mono mix may be silent while its channels are not
+                check_mix(channel_rms(audio), level.rms, silence_rms=SILENCE_RMS, source=name)
+            raise SilentAudioError(f"{name}: silent audio track (RMS {level.rms:.2e} < {SILENCE_RMS:.0e})")
+        scale = level.scaling(gain, self.audio_scaling)
         stride = self.audio_stride
-        n_frames = -(-len(samples) // stride) if self.frame_rule == "ceil" else len(samples) // stride
+        n_frames = -(-level.n // stride) if self.frame_rule == "ceil" else level.n // stride
         if n_frames < 1:
-            raise ValueError(f"{name}: audio shorter than one video frame ({len(samples)} samples)")
-        return frame_audio(samples, n_frames, self.sample_rate, self.fps, self.cfg.audio_window_s, stride=stride,
-                           trim=self.frame_rule == "ceil")
+            raise ValueError(f"{name}: audio shorter than one video frame ({level.n} samples)")
+
+        def windows() -> Iterator[np.ndarray]:
+            framer = AudioFramer(self.sample_rate, self.sample_rate, stride, self.window, frames=self.frame_rule)
+            for chunk in chunks():
+                for i in range(0, len(chunk), _PIECE):  # the framer returns a piece's windows at once: keep it small
+                    yield from framer.push(scale(chunk[i:i + _PIECE]))
+            yield from framer.close()
+        return n_frames, windows()
 
     def _still(self, image) -> torch.Tensor:
         still = self.align(image)
@@ -236,25 +262,51 @@ class Animator:
 
         ``progress``: a bar over frames on stderr; None shows it when the clip is longer than one chunk.
         """
+        n_frames, chunks = self._pass(image, audio, sample_rate, seed, chunk_frames, gain)
+        out = np.empty((n_frames, *self.image_size, 3), np.uint8)
+        a = 0
+        for frames in _progress(chunks, n_frames, chunk_frames, progress):
+            out[a:a + len(frames)] = frames
+            a += len(frames)
+        return out
+
+    def frames(self, image: np.ndarray | PathLike, audio: np.ndarray | PathLike, sample_rate: int | None = None,
+               seed: int = 0, *, chunk_frames: int = CHUNK_FRAMES, gain: float | None = None) -> Iterator[np.ndarray]:
+        """The whole-clip pass of :meth:`__call__` a chunk at a time: ``(n, H, W, 3)`` uint8 arrays of
+        at most ``chunk_frames`` frames, in order (the same frames). The inputs are checked before it
+        returns. Memory does not grow with the recording: it holds one chunk's windows and frames
+        (250 frames: 2.6 MB of 0.16 s windows at 16 kHz and 9.2 MB of 128 x 96 frames) and one chunk
+        of a file's samples (256 KiB); an array given in memory is the caller's, resampled once."""
+        return self._pass(image, audio, sample_rate, seed, chunk_frames, gain)[1]
+
+    def _pass(self, image, audio, sample_rate, seed: int, chunk_frames: int,
+              gain: float | None) -> tuple[int, Iterator[np.ndarray]]:
+        """The frame count and the chunks of :meth:`frames`, the photo and the audio checked first."""
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
         still = self._still(image)
-        audio_t = torch.from_numpy(self.prepare_audio(audio, sample_rate, gain=gain))[None].to(self.device)
-        n_frames = audio_t.shape[1]
-        noise = clip_noise(self.generator, n_frames, seed)[None].to(self.device)
+        n_frames, windows = self._windows(audio, sample_rate, None, gain)
+        return n_frames, self._decode(still, windows, n_frames, seed, chunk_frames)
+
+    @torch.no_grad()
+    def _decode(self, still: torch.Tensor, windows: Iterator[np.ndarray], n_frames: int, seed: int,
+                chunk_frames: int) -> Iterator[np.ndarray]:
+        """The generator's whole-clip pass over ``chunk_frames`` windows at a time, its GRU states
+        carried across chunks; the noise is drawn a frame at a time from ``seed`` (as clip_noise draws it)."""
         g = self.fast
-        out = np.empty((n_frames, *self.image_size, 3), np.uint8)
         identity = g.encode_identity(still)
         state = g.init_state(1, self.device)
-        show = n_frames > chunk_frames if progress is None else progress
-        with tqdm(total=n_frames, unit="frame", desc="animate", disable=not show) as bar:
-            for a in range(0, n_frames, chunk_frames):
-                b = min(n_frames, a + chunk_frames)
-                # the generator's whole-clip pass, its GRU states carried across chunks
-                frames, state = g.run(identity, audio_t[:, a:b], noise[:, a:b], state)
-                out[a:b] = to_uint8(frames[0]).permute(0, 2, 3, 1).cpu().numpy()
-                bar.update(b - a)
-        return out
+        rng = torch.Generator().manual_seed(int(seed))
+        batch = np.empty((min(chunk_frames, n_frames), self.window), np.float32)  # one chunk's windows, reused
+        for a in range(0, n_frames, chunk_frames):
+            n = min(chunk_frames, n_frames - a)
+            for i in range(n):
+                batch[i] = next(windows)
+            audio_t = torch.from_numpy(batch[:n])[None].to(self.device)
+            noise = self.generator.sample_noise(1, n, torch.device("cpu"), rng).to(self.device)
+            frames, state = g.run(identity, audio_t, noise, state)
+            made = to_uint8(frames[0], f"{self.checkpoint}: frames {a}-{a + n - 1}")
+            yield made.permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
     def stream(self, image: np.ndarray | PathLike, audio: np.ndarray | PathLike | Iterable[np.ndarray],
@@ -267,20 +319,21 @@ class Animator:
         the frame's centre with 0.16 s windows) and the frames equal ``__call__``'s on the
         concatenated chunks with the same ``gain`` (default 1: live audio is taken at its level).
         """
+        gain = _check_gain(gain)
         still = self._still(image)
         g = self.fast
         identity = g.encode_identity(still)
         state = g.init_state(1, self.device)
         rng = torch.Generator().manual_seed(int(seed))  # the draws of clip_noise, one frame at a time
         if isinstance(audio, (str, os.PathLike, np.ndarray)):
-            windows: Iterable[np.ndarray] = self.prepare_audio(audio, sample_rate, gain=gain)
+            windows: Iterable[np.ndarray] = self._windows(audio, sample_rate, None, gain)[1]
         else:
             windows = self._live_windows(audio, _check_rate(sample_rate, "audio stream"), 1.0 if gain is None else gain)
         for window in windows:
             noise = self.generator.sample_noise(1, 1, torch.device("cpu"), rng)[:, 0].to(self.device)
             audio_t = torch.from_numpy(np.ascontiguousarray(window, np.float32))[None].to(self.device)
             frame, state = g.step(identity, audio_t, state, noise)
-            yield to_uint8(frame[0]).permute(1, 2, 0).cpu().numpy()
+            yield to_uint8(frame[0], f"{self.checkpoint}: a streamed frame").permute(1, 2, 0).cpu().numpy()
 
     def _live_windows(self, chunks: Iterable[np.ndarray], rate: int, gain: float) -> Iterator[np.ndarray]:
         framer = AudioFramer(rate, self.sample_rate, self.audio_stride, self.window, frames=self.frame_rule, gain=gain)
@@ -289,12 +342,79 @@ class Animator:
         yield from framer.close()
 
 
+def _check_gain(gain: float | None) -> float | None:
+    """``gain`` (None: the checkpoint's own level), refused unless a finite number > 0: NaN made a black video."""
+    if gain is not None and (isinstance(gain, bool) or not isinstance(gain, (int, float, np.number))
+                             or not math.isfinite(gain) or gain <= 0):
+        raise ValueError(f"gain must be a finite number > 0, got {gain!r}")
+    return gain
+
+
 def _check_rate(sample_rate, name: str) -> int:
     if sample_rate is None:
         raise ValueError(f"{name}: an audio array needs its sample_rate")
     if isinstance(sample_rate, bool) or not float(sample_rate).is_integer() or int(sample_rate) <= 0:
         raise ValueError(f"{name}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
-    return int(sample_rate)
+    return check_rate(sample_rate, f"{name}: sample_rate")  # a sane range: 1 Hz would make 16,000 samples of each
+
+
+#: Samples handed to the framer at a time (its windows come back as a list: 4096 samples are a few windows).
+_PIECE = 4096
+
+#: A track whose RMS (DC removed) is below this is silent (:func:`speechanim.audio.check_audible`'s threshold).
+SILENCE_RMS = 1e-4
+
+
+class _Level:
+    """A track's length, mean, extremes and RMS, gathered a chunk at a time: what its silence check
+    and peak normalisation need, without holding it whole."""
+
+    def __init__(self):
+        self.n, self.total, self.squares, self.low, self.high = 0, 0.0, 0.0, np.inf, -np.inf
+
+    @classmethod
+    def of(cls, chunks: Iterable[np.ndarray], name: str) -> "_Level":
+        level = cls()
+        for chunk in chunks:
+            wide = np.asarray(chunk, np.float64)
+            if not np.isfinite(wide).all():
+                raise ValueError(f"{name}: audio has NaN or infinite samples")
+            if wide.size:
+                level.n += wide.size
+                level.total += float(wide.sum())
+                level.squares += float(np.dot(wide, wide))
+                level.low, level.high = min(level.low, float(chunk.min())), max(level.high, float(chunk.max()))
+        return level
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else 0.0
+
+    @property
+    def rms(self) -> float:
+        """RMS after removing the DC offset."""
+        return math.sqrt(max(0.0, self.squares / self.n - self.mean ** 2)) if self.n else 0.0
+
+    def scaling(self, gain: float | None, mode: str):
+        """The function applied to each float32 chunk: ``gain``; else peak normalisation (DC removed,
+        peak 1, as :func:`speechanim.audio.normalise` computes it in float32) or full scale."""
+        if gain is not None:
+            return lambda c: np.asarray(c, np.float32) * np.float32(gain)
+        if mode != "peak":
+            return lambda c: np.asarray(c, np.float32)
+        mean = np.float32(self.mean)
+        peak = max(np.float32(self.high) - mean, mean - np.float32(self.low))  # max |x - mean|, float32 rounding
+        return lambda c: (np.asarray(c, np.float32) - mean) / peak
+
+
+def _progress(chunks: Iterator[np.ndarray], n_frames: int, chunk_frames: int,
+              progress: bool | None) -> Iterator[np.ndarray]:
+    """``chunks`` with a bar over frames on stderr; None shows it when the clip is longer than one chunk."""
+    show = n_frames > chunk_frames if progress is None else progress
+    with tqdm(total=n_frames, unit="frame", desc="animate", disable=not show) as bar:
+        for frames in chunks:
+            yield frames
+            bar.update(len(frames))
 
 
 def _input_settings(payload: dict, cfg, fps: float, path: Path) -> tuple[str, int, str, tuple | None]:
@@ -329,17 +449,21 @@ def animate_file(image_path: PathLike, audio_path: PathLike, checkpoint: PathLik
 
     The generator hears the audio resampled and normalised; the video carries the recording at its
     own rate and loudness, mixed down to mono (a stereo recording comes back mono).  ``out_path``
-    must end in .mp4 (or .m4v).  ``checkpoint`` may be a ready :class:`Animator`.  Returns ``out_path``.
+    must end in .mp4 (or .m4v).  Memory does not grow with the recording (:meth:`Animator.frames`,
+    :class:`speechanim.stream.Mp4Writer`).  ``checkpoint`` may be a ready :class:`Animator`.  Returns ``out_path``.
     """
     out_path = Path(out_path)
+    check_outputs_apart({"the image": image_path, "the audio": audio_path}, {"the video": out_path})
     if out_path.suffix.lower() not in SUFFIXES["h264"]:
         raise MediaError(f"{out_path}: the video is written as mp4; name it .mp4 (got {out_path.suffix or 'no extension'})")
     if out_path.is_dir():
         raise MediaError(f"{out_path}: is a directory; name the video file to write")
     animator = checkpoint if isinstance(checkpoint, Animator) else Animator(checkpoint, device,
                                                                             trust_checkpoint=trust_checkpoint)
-    frames = animator(image_path, audio_path, seed=seed, progress=progress)
-    rate = audio_rate(audio_path) or animator.sample_rate
-    original = read_audio(audio_path, rate)
-    return write_video(out_path, frames, animator.fps, original, rate)
+    n_frames, chunks = animator._pass(image_path, audio_path, None, seed, CHUNK_FRAMES, None)
+    # each chunk of frames goes to the encoder as it is made; the sound is muxed in from the file itself
+    with Mp4Writer(out_path, animator.image_size, animator.fps, audio_file=audio_path) as writer:
+        for frames in _progress(chunks, n_frames, CHUNK_FRAMES, progress):
+            writer.write(frames)
+        return writer.close()
 

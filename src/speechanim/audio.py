@@ -50,6 +50,33 @@ def check_audible(audio: np.ndarray, *, silence_rms: float = 1e-4, source: str =
         raise SilentAudioError(f"{source}: silent audio track (RMS {rms:.2e} < {silence_rms:.0e})")
 
 
+def check_mix(channel_rms, mix_rms: float, *, silence_rms: float = 1e-4, source: str = "audio") -> None:
+    """Refuse a mono mix that is silent while a channel is not (one channel the other inverted, so
+    that their mean cancels): the recording is not silent, and saying so would mislead."""
+    channel_rms = np.asarray(channel_rms, np.float64).ravel()
+    if mix_rms < silence_rms and channel_rms.size > 1 and channel_rms.max() >= silence_rms:
+        k = int(channel_rms.argmax())
+        raise SilentAudioError(
+            f"{source}: its {channel_rms.size} channels cancel out when mixed to mono (RMS {mix_rms:.1e} mixed, "
+            f"{channel_rms[k]:.1e} in channel {k + 1}: one is the other inverted?); keep one channel, e.g. "
+            f"ffmpeg -i IN -af 'pan=mono|c0=c0' OUT.wav")
+
+
+def mix_to_mono(audio: np.ndarray, *, silence_rms: float = 1e-4, source: str = "audio") -> np.ndarray:
+    """``(samples, channels)`` -> ``(samples,)``, the channels' mean; refused (:func:`check_mix`) when
+    the channels cancel out. A 1-D array is returned as it is."""
+    audio = np.asarray(audio)
+    if audio.ndim != 2:
+        return audio
+    mono = audio.mean(axis=1)
+    if audio.shape[1] > 1 and len(audio) > 1:
+        wide = audio.astype(np.float64)
+        channel_rms = np.sqrt(np.mean((wide - wide.mean(axis=0)) ** 2, axis=0))
+        mix = mono.astype(np.float64)
+        check_mix(channel_rms, float(np.sqrt(np.mean((mix - mix.mean()) ** 2))), silence_rms=silence_rms, source=source)
+    return mono
+
+
 def normalise(audio: np.ndarray, *, silence_rms: float = 1e-4, source: str = "audio") -> np.ndarray:
     """Remove the DC offset and scale to a peak of 1; a track quieter than ``silence_rms`` is refused."""
     audio = np.asarray(audio, np.float32)

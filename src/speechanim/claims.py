@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics.wer import edit_distance, normalise_text
+from .fileio import files_in, refuse_clashing_paths
 from .tables import ABLATION_ONLY, SEED_INDEPENDENT, seed_folders
 
 #: "Close on PSNR/SSIM" (Table 3: "the difference in performance is slight for frame-based measures").
@@ -360,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give one --dataset per metrics folder list")
     if args.resamples < 1:
         p.error("--resamples must be >= 1")
+    folders = [d for s in args.metrics_dirs for d in s.split(",")]
+    refuse_clashing_paths(p, {"the per-clip scores": files_in(folders, "*.csv"),
+                              "--ablation-metrics": files_in((args.ablation_metrics or "").split(","), "*.csv")},
+                          {"--out": args.out})
     try:
         text = write_claims(list(zip(args.dataset, args.metrics_dirs)), args.out, args.ablation_metrics, args.resamples)
     except (OSError, ValueError) as e:

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
 from typing import Iterator
 
 from . import __version__
+from .options import port_number, positive_seconds, sample_rate_hz
 
 __all__ = ["main"]
 
@@ -63,13 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--stream", action="store_true",
                       help="read the audio as it arrives: --audio - is raw mono 16-bit little-endian PCM on stdin at "
                            "--rate; a .wav path is a 16-bit PCM WAV still being written (ends when it stops growing)")
-    live.add_argument("--rate", type=int, default=None, help="sample rate of the PCM on stdin (Hz)")
+    live.add_argument("--rate", type=sample_rate_hz, default=None,
+                      help="sample rate of the PCM on stdin (Hz, 4000 to 384000)")
     live.add_argument("--frames-out", default=None, metavar="PATH",
                       help="also write each frame as soon as it is made, as a YUV4MPEG2 stream (- = stdout), "
                            "e.g. | ffplay -  or  | mpv -")
     live.add_argument("--gain", type=float, default=1.0,
                       help="scale the live samples by this (a stream cannot be peak-normalised; default %(default)s)")
-    live.add_argument("--idle", type=float, default=2.0,
+    live.add_argument("--idle", type=positive_seconds, default=2.0,
                       help="a growing WAV ends after this many seconds without new data (default %(default)s)")
     q = sub.add_parser("import-sda", help="convert an authors' released checkpoint (grid.dat, timit.dat, crema.dat)",
                        description="Convert one of the authors' released checkpoints (DinoMan/speech-driven-"
@@ -93,7 +96,7 @@ def _study_parser(sub) -> None:
     s.add_argument("--study", required=True, type=Path, help="the study set (results/study, built by the DAG)")
     s.add_argument("--db", required=True, type=Path, help="SQLite file for the answers (created if missing)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    s.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0: any free port)")
+    s.add_argument("--port", type=port_number, default=8000, help="port (default %(default)s; 0: any free port)")
     s.add_argument("--pairs", type=int, default=None, help="preference trials per participant (default: the set's)")
     s.add_argument("--fake", type=int, default=None, help="generated videos in the Turing test (default: the set's)")
     s.add_argument("--real", type=int, default=None, help="real videos in the Turing test (default: the set's)")
@@ -159,48 +162,86 @@ def _animate(args: argparse.Namespace) -> int:
 
 
 def _animate_stream(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    """``animate --stream``: frames out as the audio comes in. Memory does not grow with the stream:
+    each frame goes to the mp4's encoder and the sound to its file as they come (stream.Mp4Writer)."""
     from .animate import Animator
-    from .media import SUFFIXES, MediaError, write_video
-    from .stream import Y4MWriter, growing_wav_chunks, pcm_chunks
+    from .media import SUFFIXES, MediaError
+    from .stream import Mp4Writer, growing_wav_chunks, pcm_chunks
 
     if args.out.suffix.lower() not in SUFFIXES["h264"]:
         raise MediaError(f"{args.out}: the video is written as mp4; name it .mp4")
     if str(args.audio) == "-":
-        if not args.rate or args.rate <= 0:
+        if not args.rate:
             raise ValueError("--audio - (PCM on stdin) needs its --rate in Hz")
+        if sys.stdin is None:
+            raise ValueError("--audio -: standard input is closed")
         rate, chunks = args.rate, pcm_chunks(sys.stdin.buffer)
     else:
         if args.rate is not None:
             raise ValueError(f"{args.audio}: a WAV file gives its own rate; --rate is for PCM on stdin")
         rate, chunks = growing_wav_chunks(args.audio, idle_s=args.idle)
     animator = Animator(args.checkpoint, args.device, trust_checkpoint=args.trust_checkpoint, precision=args.precision)
-    heard: list[np.ndarray] = []
-
-    def recorded(source):  # keep what was heard for the mp4's sound track
-        for chunk in source:
-            heard.append(chunk)
-            yield chunk
-    sink = None
-    if args.frames_out == "-":
-        sink = Y4MWriter(sys.stdout.buffer, animator.image_size, animator.fps)
-    elif args.frames_out:
-        sink = Y4MWriter(open(args.frames_out, "wb"), animator.image_size, animator.fps)
-    frames = []
-    try:
-        for frame in animator.stream(args.image, recorded(chunks), rate, seed=args.seed, gain=args.gain):
-            frames.append(frame)
-            if sink is not None:
-                sink.write(frame)
-    finally:
-        if sink is not None and sink.out is not sys.stdout.buffer:
-            sink.out.close()
-    if not frames:
-        raise ValueError(f"{args.audio}: the stream ended before one video frame of audio arrived")
-    out = write_video(args.out, np.stack(frames), animator.fps, np.concatenate(heard), rate)
+    with Mp4Writer(args.out, animator.image_size, animator.fps, audio_rate=rate) as mp4:
+        def recorded(source):  # the mp4's sound track, written as it is heard
+            for chunk in source:
+                mp4.write_audio(chunk)
+                yield chunk
+        frames = animator.stream(args.image, recorded(chunks), rate, seed=args.seed, gain=args.gain)
+        closed = _stream_frames(frames, mp4, _frame_sink(args.frames_out, animator))
+        if mp4.frames == 0:
+            raise ValueError(f"{args.audio}: the stream ended before one video frame of audio arrived")
+        out = mp4.close()
+    if closed:  # the frames' reader went away: the stream stopped, what was made is in the mp4
+        raise BrokenPipeError(errno.EPIPE, f"--frames-out {args.frames_out}: its reader closed the pipe after "
+                                           f"{mp4.frames} frames; stopped there and wrote them to {out}")
     print(out, file=sys.stderr if args.frames_out == "-" else sys.stdout)
     return 0
+
+
+def _frame_sink(frames_out: str | None, animator):
+    """The YUV4MPEG2 writer of ``--frames-out`` (``-``: stdout), or None."""
+    from .stream import Y4MWriter
+
+    if frames_out == "-":
+        if sys.stdout is None:
+            raise ValueError("--frames-out -: standard output is closed")
+        return Y4MWriter(sys.stdout.buffer, animator.image_size, animator.fps)
+    if frames_out:
+        return Y4MWriter(open(frames_out, "wb"), animator.image_size, animator.fps)
+    return None
+
+
+def _stream_frames(frames, mp4, sink) -> bool:
+    """Each frame to the mp4 and to ``sink``; True if the sink's reader closed its pipe (then it stops)."""
+    try:
+        for frame in frames:
+            mp4.write(frame)
+            if sink is not None:
+                sink.write(frame)
+    except BrokenPipeError:
+        if sink is None:
+            raise
+        frames.close()
+        return True
+    finally:
+        if sink is not None and sink.out is not getattr(sys.stdout, "buffer", None):
+            sink.out.close()
+    return False
+
+
+def _stdout_closed(command: str, err: BrokenPipeError) -> int:
+    """The reader of stdout went away: one line on stderr saying so (no traceback), stdout pointed at
+    /dev/null so that the exit's flush stays quiet, exit status 1."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (AttributeError, OSError, ValueError):
+        pass
+    own = err.strerror and err.strerror != os.strerror(errno.EPIPE)
+    message = err.strerror if own else "standard output was closed before everything was written (broken pipe)"
+    print(f"speechanim {command}: error: {message}", file=sys.stderr)
+    return 1
 
 
 def _import_sda(args: argparse.Namespace) -> int:
@@ -210,19 +251,41 @@ def _import_sda(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paths(args: argparse.Namespace) -> tuple[dict, dict]:
+    """What the command reads and what it writes, for :func:`~speechanim.fileio.check_outputs_apart`."""
+    if args.command == "import-sda":
+        return {"the .dat file": args.model}, {"-o": args.out}
+    if args.command == "animate":
+        return ({"--image": args.image, "--audio": args.audio, "--checkpoint": args.checkpoint},
+                {"-o": args.out, "--frames-out": args.frames_out})
+    if args.study_command == "export":  # the WAL holds answers not yet in the main file
+        return {"--db": [args.db, f"{args.db}-wal", f"{args.db}-shm"]}, {"--out": args.out}
+    return ({"--study": [args.study / "manifest.json", args.study / "media"]},
+            {"--db": [args.db, f"{args.db}-wal", f"{args.db}-shm"]})
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .fileio import PathClashError, check_outputs_apart
+
     args = _parser().parse_args(argv)
     try:
+        check_outputs_apart(*_paths(args))  # before anything is read or written
         if args.command == "import-sda":
-            return _import_sda(args)
-        if args.command == "study":
-            return _study(args)
-        with _quiet_native_stderr(not args.verbose):
-            return _animate(args)
+            code = _import_sda(args)
+        elif args.command == "study":
+            code = _study(args)
+        else:
+            with _quiet_native_stderr(not args.verbose):
+                code = _animate(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a closed pipe shows here, not as a traceback when Python exits
+        return code
+    except BrokenPipeError as e:
+        return _stdout_closed(args.command, e)
     except (ValueError, OSError) as e:  # ImageError, MediaError, AlignmentError, CheckpointError are ValueErrors
         message = " ".join(str(e).split())
         print(f"speechanim {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, PathClashError) else 1  # 2: a bad command line, as argparse's
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ The Snakefile calls :func:`validate_config` before it builds the DAG, so an unkn
 value fails at once with a message that names the key, e.g.
 ``config: datasets.grid.speakers: 'some' is not valid under any of the given schemas``.
 
-Beyond the schema, :func:`check_values` checks what would otherwise fail late, after the
+Before anything walks it, :func:`check_shape` bounds the configuration's size and depth (a few
+hundred bytes of nested YAML aliases would otherwise keep the walk busy for hours), and after the
+command line's strings are typed, :func:`non_finite` refuses NaN and infinity anywhere (JSON
+Schema's bounds let NaN through). Beyond the schema, :func:`check_values` checks what would otherwise fail late, after the
 preprocessing: the ``model``, ``training``, ``lipreader`` and ``syncnet`` sections are built into
 their dataclasses (unknown keys and bad values named), the frame size must suit the networks, the
 sample rate must give a whole number of samples per video frame, and the split ratios must sum to 1.
@@ -14,6 +17,7 @@ schema asks for first.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,43 @@ SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 class ConfigError(ValueError):
     """The configuration does not match the schema; the message names the offending key."""
+
+
+#: The most values a configuration may hold, each alias counted every time it appears: ``config.yaml``
+#: holds about 90. A few hundred bytes of nested YAML aliases (a "billion laughs") load as a few shared
+#: objects that a walk sees as 10^8 values; the check counts up to this bound and stops.
+MAX_VALUES = 20_000
+
+#: The deepest nesting of mappings and lists a configuration may have (``config.yaml``: 3).
+MAX_DEPTH = 20
+
+
+def check_shape(config: Any, source: str = "config") -> None:
+    """Refuse a configuration with more than :data:`MAX_VALUES` values or nested deeper than
+    :data:`MAX_DEPTH`, before anything else walks it (:func:`coerce`, the schema): the walk stops at
+    the bound, so its time is bounded whatever the file's aliases expand to."""
+    stack, seen = [(config, ())], 0
+    while stack:
+        value, path = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(f"{source}: {_key(path)}: the configuration holds more than {MAX_VALUES:,} values "
+                              f"(nested YAML aliases?); refused before checking it")
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(f"{source}: {_key(path[:MAX_DEPTH + 1])}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, (*path, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+
+
+def non_finite(config: Any, path: tuple = ()) -> list[str]:
+    """Every NaN or infinite number in ``config`` (the schema's ``minimum`` and ``maximum`` let NaN
+    through, and infinity past a minimum), one line each naming its key."""
+    if isinstance(config, float) and not math.isfinite(config):
+        return [f"{_key(path)}: {config} is not a finite number"]
+    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else ()
+    return [problem for k, v in items for problem in non_finite(v, (*path, k))]
 
 
 def _key(path) -> str:
@@ -139,13 +180,18 @@ def check_values(config: dict[str, Any]) -> list[str]:
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike = SCHEMA, source: str = "config") -> dict:
     """Check ``config`` against the schema and :func:`check_values`; raise :class:`ConfigError` listing
-    every problem by key. Command-line strings are first coerced to the schema's types (:func:`coerce`)."""
+    every problem by key. Its size is bounded first (:func:`check_shape`), command-line strings are
+    then coerced to the schema's types (:func:`coerce`), and NaN or infinity is refused (:func:`non_finite`)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    check_shape(config, source)  # first: coerce and the schema walk every value, aliases expanded
     coerce(config, schema)
+    infinite = non_finite(config)
+    named = {line.split(": ")[0] for line in infinite}  # keys the schema need not name again
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = []
+    errors = [e for e in errors if _key(e.absolute_path) not in named]
+    if errors or infinite:
+        lines = [f"{source}: {p}" for p in infinite]
         for err in errors:
             if err.validator == "additionalProperties":
                 extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))

@@ -44,8 +44,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from .fileio import atomic_open, write_text_atomic
-from .packing import clip_keys
+from .fileio import atomic_open, refuse_clashing_paths, write_text_atomic
+from .packing import clip_group, clip_keys
 
 
 class EvaluationError(ValueError):
@@ -72,7 +74,42 @@ SYNC_TOLERANCE = 1
 
 
 def _frames(h5: h5py.File, key: str) -> np.ndarray:
-    return h5[key]["frames"][()].transpose(0, 2, 3, 1)
+    frames = clip_group(h5, key)["frames"][()]
+    if frames.ndim != 4 or frames.shape[1] != 3 or len(frames) == 0:
+        raise EvaluationError(f"its frames have shape {frames.shape}, not (T, 3, H, W)")
+    return frames.transpose(0, 2, 3, 1)
+
+
+#: What reading or scoring a clip raises when a file is not what it should be (h5py: KeyError, OSError).
+_CLIP_ERRORS = (KeyError, ValueError, OSError, IndexError, TypeError, ZeroDivisionError, AttributeError)
+
+
+@contextmanager
+def _naming(where: str):
+    """Re-raise a reading or scoring error as :class:`EvaluationError` that starts with ``where`` (the
+    file and the clip): h5py's and the metrics' own messages name neither. A message that already
+    starts with the file's name is passed on as it is."""
+    try:
+        yield
+    except _CLIP_ERRORS as e:
+        detail = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+        if detail.startswith(where.split(": ")[0]):
+            raise
+        raise EvaluationError(f"{where}: {detail}") from e
+
+
+def _open_h5(path: str | os.PathLike, what: str) -> h5py.File:
+    """``path`` opened for reading; a missing or non-HDF5 file raises :class:`EvaluationError` naming it."""
+    with _naming(f"{path}: cannot read {what}"):
+        return h5py.File(path, "r")
+
+
+def _clip_rates(g: h5py.Group) -> tuple[float, int]:
+    """A packed clip's frame rate and sample rate, which must be finite and positive."""
+    fps, rate = float(g.attrs["fps"]), float(g.attrs["sample_rate"])
+    if not (math.isfinite(fps) and fps > 0 and math.isfinite(rate) and rate > 0 and rate.is_integer()):
+        raise EvaluationError(f"its fps {fps:g} and sample_rate {rate:g} must be positive (a whole number of Hz)")
+    return fps, int(rate)
 
 
 def still_video(real: np.ndarray) -> np.ndarray:
@@ -173,7 +210,7 @@ def reference_landmarks(real_path: str | os.PathLike, out: str | os.PathLike, *,
     from .align import detect_landmarks
     from .fileio import atomic_path
 
-    with h5py.File(real_path, "r") as real:
+    with _open_h5(real_path, "the packed test clips") as real:
         keys = scored_keys([k for k in clip_keys(real) if not k.endswith("_mirror")], max_clips)
         if not keys:
             raise EvaluationError(f"{real_path}: no test clips")
@@ -181,20 +218,23 @@ def reference_landmarks(real_path: str | os.PathLike, out: str | os.PathLike, *,
             with h5py.File(tmp, "w") as f:
                 f.attrs["real"], f.attrs["max_clips"] = str(real_path), max_clips or 0
                 for key in tqdm(keys, desc="real landmarks", unit="clip", disable=None if progress else True):
-                    f.create_dataset(key, data=detect_landmarks(_frames(real, key), video=True)[0])
+                    with _naming(f"{real_path}: clip {key}"):
+                        f.create_dataset(key, data=detect_landmarks(_frames(real, key), video=True)[0])
     return Path(out)
 
 
 def _load_reference(path: str | os.PathLike, real: h5py.File, keys: list[str]) -> dict[str, np.ndarray]:
     """The real clips' landmarks of ``keys`` from a :func:`reference_landmarks` file, checked against the clips."""
-    with h5py.File(path, "r") as f:
+    with _open_h5(path, "the real clips' landmarks") as f:
         missing = [k for k in keys if k not in f]
         if missing:
             raise EvaluationError(f"{path}: no landmarks for {len(missing)} of the scored clips, e.g. {missing[0]} "
                                   f"(written for max_clips {f.attrs.get('max_clips')})")
-        out = {k: f[k][()] for k in keys}
+        with _naming(f"{path}: the landmarks"):
+            out = {k: f[k][()] for k in keys}
     for k, lm in out.items():
-        t = real[k]["frames"].shape[0]
+        with _naming(f"{real.filename}: clip {k}"):
+            t = real[k]["frames"].shape[0]
         if lm.shape != (t, 478, 2):
             raise EvaluationError(f"{path}: the landmarks of {k} have shape {lm.shape}, not ({t}, 478, 2)")
     return out
@@ -225,7 +265,7 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
     if control == "shifted_audio" and syncnet_path is None:
         raise EvaluationError("the shifted-audio control is scored by the sync metrics only: give the SyncNet")
     image_metrics = control != "shifted_audio"  # the shifted-audio control's frames are the real ones
-    with h5py.File(real_path, "r") as real:
+    with _open_h5(real_path, "the packed test clips") as real:
         every = [k for k in clip_keys(real) if not k.endswith("_mirror")]
         if not every:
             raise EvaluationError(f"{real_path}: no test clips")
@@ -239,7 +279,7 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
 
             syncnet = SyncScorer.load(syncnet_path)
         needed = every if (reader is not None or syncnet is not None) else keys  # WER and sync: every clip
-        fake = h5py.File(generated_path, "r") if generated_path else None
+        fake = _open_h5(generated_path, "the generated clips") if generated_path else None
         try:
             if fake is not None:
                 missing = [k for k in needed if k not in fake]
@@ -248,28 +288,35 @@ def evaluate(real_path: str | os.PathLike, generated_path: str | os.PathLike | N
             rows = []
             name = Path(generated_path).name if generated_path else (control or "ground_truth")
             for key in tqdm(needed, desc=f"evaluate {name}", unit="clip", disable=None if progress else True):
-                g = real[key]
-                fps, rate = float(g.attrs["fps"]), int(g.attrs["sample_rate"])
-                real_frames = _frames(real, key)
-                fake_frames = _frames(fake, key) if fake is not None else None
+                with _naming(f"{real_path}: clip {key}"):  # every error below names its file and clip
+                    g = clip_group(real, key)
+                    fps, rate = _clip_rates(g)
+                    words, real_frames = str(g.attrs["words"]), _frames(real, key)
+                    real_audio = g["audio"][()] if key in scored or syncnet is not None else None
+                fake_frames = None
+                if fake is not None:
+                    with _naming(f"{generated_path}: clip {key}"):
+                        fake_frames = _frames(fake, key)
                 if control == "still":
                     fake_frames = still_video(real_frames)
                 if fake_frames is not None and fake_frames.shape != real_frames.shape:
                     raise EvaluationError(f"{generated_path}: clip {key} has frames {fake_frames.shape} (T, H, W, 3) "
                                           f"but the real clip in {real_path} has {real_frames.shape}")
                 video = real_frames if fake_frames is None else fake_frames
-                row = {"key": key, "words": str(g.attrs["words"]), "fps": fps, "scored": key in scored}
-                if key in scored:
-                    row.update(score_clip(real_frames, fake_frames, fps, frame_step, real_landmarks.get(key)))
-                    silent = silent_frames(g["audio"][()], len(video), rate, fps)
-                    row["silence_motion"] = silence_motion(video, silent)
-                if reader is not None:
-                    row["transcript"] = reader.transcribe(video)
-                if syncnet is not None:
-                    audio = g["audio"][()]
-                    if control == "shifted_audio":
-                        audio = shift_audio(audio, shift_s, rate)
-                    row.update(sync_row(syncnet, video, audio, rate, fps))
+                row = {"key": key, "words": words, "fps": fps, "scored": key in scored}
+                against = f" against {real_path}" if generated_path else ""
+                with _naming(f"{generated_path or real_path}: clip {key}{against}: scoring failed"):
+                    if key in scored:
+                        row.update(score_clip(real_frames, fake_frames, fps, frame_step, real_landmarks.get(key)))
+                        silent = silent_frames(real_audio, len(video), rate, fps)
+                        row["silence_motion"] = silence_motion(video, silent)
+                    if reader is not None:
+                        row["transcript"] = reader.transcribe(video)
+                    if syncnet is not None:
+                        audio = real_audio
+                        if control == "shifted_audio":
+                            audio = shift_audio(audio, shift_s, rate)
+                        row.update(sync_row(syncnet, video, audio, rate, fps))
                 rows.append(row)
         finally:
             if fake is not None:
@@ -352,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--frame-step must be >= 1")
     if args.max_clips is not None and args.max_clips < 1:
         p.error("--max-clips must be >= 1 (leave it out for every clip)")
+    refuse_clashing_paths(p, {"--real": args.real, "--generated": args.generated, "--lipreader": args.lipreader,
+                              "--syncnet": args.syncnet, "--reference": args.reference},
+                          {"--out": args.out, "--out's per-clip CSV": args.out and args.out.with_suffix(".csv"),
+                           "--write-reference": args.write_reference})
     try:
         if args.write_reference:
             reference_landmarks(args.real, args.write_reference, max_clips=args.max_clips, progress=not args.no_progress)

@@ -37,9 +37,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .checkpoint import load_generator  # noqa: E402
+from .fileio import files_in, refuse_clashing_paths  # noqa: E402
 from .generate import clip_noise, generate_batch  # noqa: E402
 from .models import Generator, device as default_device  # noqa: E402
-from .packing import WholeClips, clip_keys  # noqa: E402
+from .packing import WholeClips, clip_group, clip_keys  # noqa: E402
 
 N_COLUMNS = 8
 BLINK_SCAN = 48  # generated clips searched for a blink for Fig. 7
@@ -47,7 +48,7 @@ BLINK_SCAN = 48  # generated clips searched for a blink for Fig. 7
 
 def _frames(h5: h5py.File, key: str) -> np.ndarray:
     """``(T, H, W, 3)`` uint8 frames of a clip (packed or generated file)."""
-    return h5[key]["frames"][()].transpose(0, 2, 3, 1)
+    return clip_group(h5, key)["frames"][()].transpose(0, 2, 3, 1)
 
 
 def _draw_frames(axes_of, rows: list[tuple[str, np.ndarray]], columns: list[int], fps: float) -> None:
@@ -166,7 +167,7 @@ def real_blink(real: h5py.File, keys: list[str], fps: float) -> tuple[str, int] 
     from .metrics.blinks import blinks_from_landmarks
 
     for key in keys:
-        blinks = blinks_from_landmarks(real[key]["landmarks"][()], fps).blinks
+        blinks = blinks_from_landmarks(clip_group(real, key)["landmarks"][()], fps).blinks
         if blinks:
             return key, blinks[0][0]
     return None
@@ -186,7 +187,7 @@ def packed_ear(real: h5py.File, key: str) -> np.ndarray:
     alignment found on the source video, and which :func:`real_blink` reads)."""
     from .metrics.blinks import eye_aspect_ratio
 
-    return eye_aspect_ratio(real[key]["landmarks"][()])
+    return eye_aspect_ratio(clip_group(real, key)["landmarks"][()])
 
 
 def ear_trace(frames: np.ndarray) -> np.ndarray:
@@ -316,7 +317,7 @@ def make_figures(h5_path: Path, generated: Path, checkpoint: Path, out: Path, *,
 
             rows = [("real", gt)] + [(name, gen(v, key)) for name, v in (("full model", "full"), ("static baseline", "static"))
                                      if v in have] + [("still image", still_video(gt))]
-            written.append(sync_figure(rows, SyncScorer.load(syncnet), real[key]["audio"][()], int(real[key].attrs["sample_rate"]),
+            written.append(sync_figure(rows, SyncScorer.load(syncnet), clip_group(real, key)["audio"][()], int(real[key].attrs["sample_rate"]),
                                        fps, f"{key}: SyncNet distance vs AV offset", out / "fig_sync.png"))
         if {"static", "full"} <= have.keys():
             written.append(strip([("real", gt), ("static baseline", gen("static", key)), ("full model", gen("full", key))],
@@ -337,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scores", type=Path, default=None,
                    help="the full model's per-clip evaluation CSV: its blink counts pick Fig. 7's clip (no rescan)")
     args = p.parse_args(argv)
+    refuse_clashing_paths(p, {"--h5": args.h5, "--generated": files_in([args.generated], "*.h5"),
+                              "--checkpoint": args.checkpoint, "--syncnet": args.syncnet, "--scores": args.scores},
+                          {"--out": args.out})
     try:
         written = make_figures(args.h5, args.generated, args.checkpoint, args.out, seed=args.seed, syncnet=args.syncnet,
                                scores=args.scores)

@@ -20,7 +20,11 @@ A checkpoint imported from the authors' files (``speechanim import-sda``, the DA
 has its own crop, alignment and audio rate: each still is warped from this project's canonical face
 onto the checkpoint's ``mean_face`` at its size, the audio resampled to its rate and cut with its
 window length (one window per frame of the clip), and the frames warped back, so that they line up
-with the real test frames the metrics compare them to (:func:`generate_imported`)::
+with the real test frames the metrics compare them to (:func:`generate_imported`).
+
+Nothing is written from NaN: every generated frame is checked finite (:func:`to_uint8`), and an error
+names the checkpoint and the clip. A full disk ends the run with an error naming the output file,
+and no temporary file is left (:class:`speechanim.packing.AtomicH5`)::
 
     python -m speechanim.generate --checkpoint results/grid/models/full/generator.pt \\
         --h5 data/packed/grid/test.h5 --out results/grid/generated/full.h5 \\
@@ -40,13 +44,14 @@ from tqdm import tqdm
 
 from .audio import frame_audio, resample
 from .checkpoint import CheckpointError, load_generator
+from .fileio import refuse_clashing_paths
 from .media import MediaError, write_video
 from .models import Generator, device as default_device
-from .packing import COMPRESSION, AtomicH5, WholeClips, clip_keys, to_unit_range
+from .packing import COMPRESSION, AtomicH5, WholeClips, clip_group, clip_keys, to_unit_range
 
 
-__all__ = ["GenerationError", "pick_device", "clip_seed", "clip_noise", "to_uint8", "generate_batch",
-           "check_compatible", "video_path", "generate_file", "main"]
+__all__ = ["GenerationError", "NonFiniteFramesError", "pick_device", "clip_seed", "clip_noise", "to_uint8",
+           "generate_batch", "check_compatible", "video_path", "generate_file", "main"]
 
 
 class GenerationError(ValueError):
@@ -78,26 +83,41 @@ def clip_noise(generator: Generator, n_frames: int, seed: int) -> torch.Tensor:
     return generator.sample_noise(1, n_frames, torch.device("cpu"), rng)[0]
 
 
-def to_uint8(frames: torch.Tensor) -> torch.Tensor:
-    """Generator output in ``[-1, 1]`` -> uint8 ``[0, 255]`` (the inverse of :func:`packing.to_unit_range`)."""
+class NonFiniteFramesError(GenerationError):
+    """The generator made NaN or infinite values; converted to uint8 they would be a black video."""
+
+
+def to_uint8(frames: torch.Tensor, source: str = "generated frames") -> torch.Tensor:
+    """Generator output in ``[-1, 1]`` -> uint8 ``[0, 255]`` (the inverse of :func:`packing.to_unit_range`).
+
+    Every generated frame passes here before it is written: NaN or infinity is refused
+    (:class:`NonFiniteFramesError` naming ``source``: the checkpoint, the clip) instead of becoming black.
+    """
+    bad = int((~torch.isfinite(frames)).sum())
+    if bad:
+        raise NonFiniteFramesError(f"{source}: the generator made {bad:,} NaN or infinite values of "
+                                   f"{frames.numel():,} (check the checkpoint's weights and the audio); nothing is "
+                                   "written from them")
     return ((frames.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
 
 
 @torch.no_grad()
 def generate_batch(generator: Generator, stills: torch.Tensor, audio: list[torch.Tensor],
-                   noise: list[torch.Tensor]) -> list[torch.Tensor]:
+                   noise: list[torch.Tensor], names: list[str] | None = None) -> list[torch.Tensor]:
     """Animate clips of possibly different lengths in one pass.
 
     ``stills (B, 3, H, W)`` in [-1, 1], ``audio[i] (T_i, window)``, ``noise[i] (T_i, noise_dim)``,
     all on the generator's device -> ``B`` uint8 tensors ``(T_i, 3, H, W)``.  Shorter clips are
     zero-padded at the end; the generator is causal, so the padding cannot reach their frames.
+    ``names``: what each clip is called in the error :func:`to_uint8` raises for NaN frames.
     """
     lengths = [len(a) for a in audio]
     t_max = max(lengths)
     audio_b = torch.stack([torch.nn.functional.pad(a, (0, 0, 0, t_max - len(a))) for a in audio])
     noise_b = torch.stack([torch.nn.functional.pad(n, (0, 0, 0, t_max - len(n))) for n in noise])
     frames = generator(stills, audio_b, noise_b)
-    return [to_uint8(f[:t]) for f, t in zip(frames, lengths)]
+    names = names or [f"clip {i}" for i in range(len(audio))]
+    return [to_uint8(f[:t], name) for f, t, name in zip(frames, lengths, names)]
 
 
 def check_compatible(generator: Generator, h5: h5py.File, keys: list[str], path: Path) -> None:
@@ -158,7 +178,7 @@ def generate_file(checkpoint: str | os.PathLike, h5_path: str | os.PathLike, out
             raise GenerationError(f"{h5_path}: holds no clips")
         if payload.get("alignment") is not None:
             batch_size = 1
-            adapter = ImportedAdapter(generator, payload, source[keys[0]], checkpoint)
+            adapter = ImportedAdapter(generator, payload, clip_group(source, keys[0]), checkpoint)
         else:
             adapter = None
             check_compatible(generator, source, keys, h5_path)
@@ -174,17 +194,18 @@ def generate_file(checkpoint: str | os.PathLike, h5_path: str | os.PathLike, out
                 for start in range(0, len(keys), batch_size):
                     items = [clips[i] for i in range(start, min(start + batch_size, len(keys)))]
                     if adapter is not None:
-                        items = [adapter.inputs(it, source[it["key"]]) for it in items]
+                        items = [adapter.inputs(it, clip_group(source, it["key"])) for it in items]
                     stills = torch.stack([it["still"] for it in items]).to(dev)
                     audio = [it["audio"].to(dev) for it in items]
                     noise = [clip_noise(generator, len(it["audio"]), clip_seed(seed, it["key"])).to(dev)
                              for it in items]
-                    made = generate_batch(generator, stills, audio, noise)
+                    made = generate_batch(generator, stills, audio, noise,
+                                          [f"{checkpoint} on {h5_path}, clip {it['key']}" for it in items])
                     if adapter is not None:
                         made = [adapter.back(f) for f in made]
                     for i, (item, frames) in enumerate(zip(items, made)):
                         frames = frames.cpu().numpy()
-                        src = source[item["key"]]
+                        src = clip_group(source, item["key"])
                         _write_generated(out, src, item["key"], frames, variant, checkpoint)
                         if videos is not None and start + i < n_videos:
                             write_video(video_path(videos, item["key"]), frames.transpose(0, 2, 3, 1),
@@ -269,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit_videos is not None and args.videos is None:
         parser.error("--limit-videos needs --videos")
+    refuse_clashing_paths(parser, {"--checkpoint": args.checkpoint, "--h5": args.h5},
+                          {"--out": args.out, "--videos": args.videos})
     try:
         generate_file(args.checkpoint, args.h5, args.out, videos=args.videos, limit_videos=args.limit_videos,
                       seed=args.seed, batch_size=args.batch_size, device=args.device, progress=not args.no_progress)

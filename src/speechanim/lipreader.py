@@ -53,13 +53,13 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tqdm import tqdm
 
-from .fileio import atomic_open
+from .fileio import atomic_open, refuse_clashing_paths
 from .metrics.wer import cer, edit_distance, normalise_text, wer  # noqa: F401  (re-exported: the lipreader's API)
 from . import gridformat
 from .align import load_template
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .models import device as default_device
-from .packing import clip_keys
+from .packing import PackedFileError, clip_group, clip_keys
 from .options import parse_device, parse_overrides, write_json
 
 __all__ = [
@@ -546,7 +546,7 @@ def load_mouth_clips(path: str | os.PathLike, cfg: LipReaderConfig, *, desc: str
         if not names:
             raise LipReaderError(f"{path}: holds no clips")
         for key in tqdm(names, desc=desc or f"mouth crops {path.name}", unit="clip", leave=False, disable=None):
-            g = h5[key]
+            g = clip_group(h5, key)
             if "frames" not in g:
                 raise LipReaderError(f"{path}: clip {key} has no frames")
             text = normalise_text(str(g.attrs.get("words", "")))
@@ -888,6 +888,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.command == "train":
+        refuse_clashing_paths(parser, {"--train": args.train, "--val": args.val},
+                              {"--out": args.out, "its history CSV": history_path(args.out)})
+    else:
+        refuse_clashing_paths(parser, {"--checkpoint": args.checkpoint, "--h5": args.h5}, {"--out": args.out})
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be at least 1, got {args.threads}")
@@ -903,7 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = {"checkpoint": str(args.checkpoint), **evaluate_h5(reader, args.h5, controls=not args.no_controls)}
             write_json(args.out, result)
             print(f"lipreader: WER {result['wer']:.3f}, CER {result['cer']:.3f} on {result['n_clips']} clips -> {args.out}")
-    except (LipReaderError, CheckpointError) as e:
+    except (LipReaderError, CheckpointError, PackedFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -214,6 +214,7 @@ def read_video_and_audio(path: str | os.PathLike, sample_rate: int, *,
         run = subprocess.run(cmd, capture_output=True)
         text, problems = _split_log(run.stderr)
         audio = np.fromfile(pcm, np.float32) if run.returncode == 0 and pcm.is_file() else np.zeros(0, np.float32)
+    finite_audio(audio, path)
     try:
         width, height, in_fps, *_ = _parse_streams(path, text.split("\nStream mapping:")[0])
     except MediaError:
@@ -250,6 +251,14 @@ def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True
     audio = np.frombuffer(out, np.float32).copy()
     if audio.size == 0:
         raise MediaError(f"{path}: audio track is empty")
+    return finite_audio(audio, path)
+
+
+def finite_audio(audio: np.ndarray, path: Path) -> np.ndarray:
+    """``audio``, refused when a sample is NaN or infinite (a float WAV can hold them: they made black videos)."""
+    bad = int(np.count_nonzero(~np.isfinite(audio)))
+    if bad:
+        raise MediaError(f"{path}: the audio holds {bad:,} NaN or infinite samples (of {audio.size:,})")
     return audio
 
 
@@ -260,6 +269,104 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) ->
     with atomic_open(path, "wb") as f:
         wavfile.write(f, int(sample_rate), pcm)
     return path
+
+
+#: The most pixels (width x height) a photo may have: 64 megapixels, more than a phone camera's
+#: photo (the model sees a 128 x 96 crop of it). Checked on the file's header, before decoding: a
+#: 400-megapixel PNG would need 1.2 GB as RGB, and a few kilobytes of PNG can declare that.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A photo file as a photo viewer shows it: ``(H, W, 3)`` uint8 RGB.
+
+    Pillow decodes it: the EXIF orientation is applied (a phone's portrait photo stands upright);
+    CMYK becomes RGB (through the embedded ICC profile when there is one); greyscale, palette and
+    16-bit images become 8-bit RGB (16 bits scaled, not clipped); alpha is composited on white; an
+    animated image gives its first frame. A file whose header declares more than
+    :data:`MAX_IMAGE_PIXELS` pixels is refused before any pixel is decoded. Every failure raises
+    :class:`MediaError` naming the file and the reason.
+    """
+    import warnings
+
+    from PIL import Image
+
+    path = Path(path)
+    _check_exists(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is lower
+            image = Image.open(path)
+    except Image.DecompressionBombError as e:  # Pillow's own check of the header (above twice its limit)
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise MediaError(_too_large(path, int(pixels.group(1)) if pixels else None)) from None
+    except (OSError, ValueError, SyntaxError):  # no known signature, or a damaged header (UnidentifiedImageError...)
+        raise MediaError(f"{path}: not an image file that can be read") from None
+    with image:
+        _check_image_size(path, image.size)
+        try:
+            return _photo_rgb(image)
+        except (OSError, ValueError, SyntaxError) as e:  # a truncated or damaged file, a mode Pillow cannot convert
+            raise MediaError(f"{path}: cannot decode the image ({image.format} {image.mode}: {e})") from None
+
+
+def _check_image_size(path: Path, size: tuple[int, int]) -> None:
+    """Refuse an image whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels."""
+    width, height = size
+    if width < 1 or height < 1:
+        raise MediaError(f"{path}: image has no pixels ({width} x {height})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaError(_too_large(path, width * height, f"{width} x {height} pixels, "))
+
+
+def _too_large(path: Path, pixels: int | None, dims: str = "") -> str:
+    size = f" ({dims}{pixels / 1e6:.0f} megapixels)" if pixels else ""
+    return (f"{path}: image too large{size}: at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels are read "
+            f"(MAX_IMAGE_PIXELS); scale it down first")
+
+
+def _photo_rgb(image) -> np.ndarray:
+    """A Pillow image, decoded and converted as :func:`read_image` says, as ``(H, W, 3)`` uint8."""
+    from PIL import Image, ImageOps
+
+    image.seek(0)  # an animated image: its first frame
+    image = ImageOps.exif_transpose(image)  # decodes, and turns the pixels as the EXIF orientation says
+    mode = image.mode
+    if mode == "CMYK":
+        return np.asarray(_cmyk_to_rgb(image))
+    if mode.startswith("I") or mode == "F":  # 16- or 32-bit greyscale (Pillow's own conversion clips at 255)
+        return np.repeat(_grey_to_uint8(np.asarray(image), mode)[:, :, None], 3, axis=2)
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info:  # alpha, or a clear colour
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def _grey_to_uint8(grey: np.ndarray, mode: str) -> np.ndarray:
+    """Integer greyscale as 16-bit (0..65535 scaled to 0..255, rounded); float ("F") as 0..1."""
+    if mode == "F":
+        if not np.isfinite(grey).all():
+            raise ValueError("its pixels hold NaN or infinite values")
+        return np.rint(np.clip(grey, 0.0, 1.0) * 255.0).astype(np.uint8)
+    grey = np.clip(grey, 0, 65535).astype(np.uint32)
+    return ((grey * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _cmyk_to_rgb(image):
+    """CMYK to RGB through the image's ICC profile (as a photo viewer converts it), else Pillow's formula."""
+    from PIL import ImageCms
+
+    icc = image.info.get("icc_profile")
+    if icc:
+        import io
+
+        try:
+            return ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                             ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            pass  # a damaged profile: the plain formula below
+    return image.convert("RGB")
 
 
 # Codec settings: "h264" gives an mp4 (H.264 + AAC) for people; "mpeg1" gives a GRID-like .mpg

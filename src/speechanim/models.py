@@ -186,8 +186,9 @@ def audio_plan(window: int, sample_rate: int, init_kernel_s: float, init_stride_
 
 def init_weights(module: nn.Module) -> None:
     """Convolution weights ~ N(0, 0.02), biases 0 ("Initialise the weights for the network with
-    gaussians with 0 mean and 0.02 std. dev", first version of sda/img_generator.py)."""
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
+    gaussians with 0 mean and 0.02 std. dev", first version of sda/img_generator.py). Skipped on the
+    ``meta`` device (shapes only: speechanim.checkpoint counts parameters so; torch draws meta normals slowly)."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)) and not module.weight.is_meta:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)

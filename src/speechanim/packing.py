@@ -13,9 +13,18 @@ appended to the utterance for the mirrored copy of a training clip):
 
 Files are written under a temporary name and renamed when complete.  The Datasets open the file
 lazily in each worker process, so they work with ``num_workers > 0`` and never load a whole file.
+
+A file read here is data, never a pointer elsewhere, and declares no more than it holds: every reader
+lists clips with :func:`clip_keys` and opens them with :func:`clip_group`, which refuse (raising
+:class:`PackedFileError` naming the file and the clip or dataset) external and soft links, datasets
+whose data live in other files (HDF5 external storage, virtual datasets), datasets that declare more
+bytes than the file stores (an uncompressed one must store them all, a compressed one at most
+:data:`MAX_INFLATION` times fewer: a 10^8-frame dataset in a small file is refused before it is read),
+and audio holding NaN or infinity (it would make NaN frames).
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +37,18 @@ from .audio import frame_audio
 #: Compression of generated frames (:mod:`speechanim.generate`).
 COMPRESSION = "lzf"
 
+#: How many times more bytes a compressed dataset may declare than it stores (lzf packs a black frame 83x).
+MAX_INFLATION = 128
+
 #: Compression of the clips written here: none.  lzf saved 4% of the real GRID crops (0.6% of the
 #: audio, landmarks grew 0.8%; 20-25% of synthgrid's flat-shaded crops) and cost about 0.55 ms per
 #: frame, a tenth of the whole align job (benchmarks/bench_align_speaker.py).
 CLIP_COMPRESSION = None
+
+
+class PackedFileError(OSError):
+    """A packed or aligned clip file whose contents cannot be used as they are; the message names the file and
+    the clip or dataset. An OSError, as h5py's own errors for a damaged file are."""
 
 
 @dataclass
@@ -69,16 +86,87 @@ def write_clip(h5: h5py.File, clip: Clip) -> None:
 
 
 def read_clip(h5: h5py.File, key: str) -> Clip:
-    g = h5[key]
+    g = clip_group(h5, key)
     a = g.attrs
-    return Clip(str(a["speaker"]), str(a["utterance"]), g["frames"][()].transpose(0, 2, 3, 1), g["audio"][()],
-                g["landmarks"][()], float(a["fps"]), int(a["sample_rate"]), str(a["words"]), bool(a["mirrored"]),
-                str(a["source"]))
+    return Clip(str(a["speaker"]), str(a["utterance"]), g["frames"][()].transpose(0, 2, 3, 1),
+                finite_audio(g["audio"][()], g), g["landmarks"][()], float(a["fps"]), int(a["sample_rate"]),
+                str(a["words"]), bool(a["mirrored"]), str(a["source"]))
+
+
+def _hard(group: h5py.Group, name: str) -> str:
+    """``name``, after checking it is a plain (hard) link in ``group``: an external link reads another file,
+    a soft link another place. A name that is not there is a KeyError, as ``group[name]``'s."""
+    if not group.id.links.exists(name.encode()):
+        raise KeyError(f"{group.file.filename}: no {group.name.rstrip('/')}/{name}")
+    if group.id.links.get_info(name.encode()).type != h5py.h5l.TYPE_HARD:
+        link = group.get(name, getlink=True)
+        kind = f"an external link to {link.filename}:{link.path}" if isinstance(link, h5py.ExternalLink) \
+            else "a soft link" if isinstance(link, h5py.SoftLink) else "a user-defined link"
+        raise PackedFileError(f"{group.file.filename}: {group.name.rstrip('/')}/{name} is {kind}, not data "
+                              "stored in this file: refused")
+    return name
+
+
+def _hard_links(group: h5py.Group) -> list[str]:
+    """The names in ``group``, every one checked by :func:`_hard`."""
+    return [_hard(group, name) for name in group]
 
 
 def clip_keys(h5: h5py.File) -> list[str]:
-    """Every clip group in a file, sorted."""
-    return sorted(f"{s}/{u}" for s in h5 for u in h5[s])
+    """Every clip group in a file, sorted; a link to elsewhere (external or soft) is refused."""
+    return sorted(f"{s}/{u}" for s in _hard_links(h5) for u in _hard_links(h5[s]))
+
+
+def _check_stored(ds: h5py.Dataset, where: str) -> None:
+    """Refuse a dataset whose data are not all in this file (external storage, a virtual dataset) or that
+    declares more bytes than the file stores for it (see the module doc)."""
+    plist = ds.id.get_create_plist()
+    if plist.get_layout() == h5py.h5d.VIRTUAL:
+        raise PackedFileError(f"{where}: a virtual dataset (its data are read from other files): refused")
+    if plist.get_external_count():
+        files = ", ".join(str(entry[0], "utf-8", "replace") if isinstance(entry[0], bytes) else str(entry[0])
+                          for entry in (ds.external or []))
+        raise PackedFileError(f"{where}: its data are stored in another file ({files}): refused")
+    declared, stored = ds.size * ds.dtype.itemsize, ds.id.get_storage_size()
+    allowed = stored if plist.get_nfilters() == 0 else MAX_INFLATION * stored + (1 << 20)
+    if declared > allowed:
+        raise PackedFileError(f"{where}: declares {declared:,} bytes (shape {ds.shape}) but the file stores "
+                              f"{stored:,} for it: refused before reading")
+
+
+def clip_group(h5: h5py.File, key: str) -> h5py.Group:
+    """Clip ``key``'s group, after checking that it and everything in it are hard links and that it holds
+    only datasets, each stored in this file as it declares (:func:`_check_stored`). Every reader of clip
+    data opens clips so."""
+    speaker, utterance = key.split("/", 1)
+    g = h5[_hard(h5, speaker)][_hard(h5[speaker], utterance)]
+    for name in _hard_links(g):
+        obj = g[name]
+        if not isinstance(obj, h5py.Dataset):
+            raise PackedFileError(f"{h5.filename}: clip {key}: {name} is a {type(obj).__name__}, not a dataset: "
+                                  "a clip holds datasets only: refused")
+        _check_stored(obj, f"{h5.filename}: clip {key}, dataset {name}")
+    return g
+
+
+def frame_count(h5: h5py.File, key: str) -> int:
+    """Clip ``key``'s number of frames, from its ``frames`` dataset's shape (nothing read; the link checked,
+    since even a shape read through an external link opens the other file)."""
+    g = h5[key]
+    return int(g[_hard(g, "frames")].shape[0])
+
+
+def finite_audio(samples: np.ndarray, group: h5py.Group) -> np.ndarray:
+    """``samples`` of a clip's audio, refused when they hold NaN or infinity (a damaged file: NaN frames, a
+    black video), naming the file and the clip."""
+    if not np.isfinite(samples).all():
+        raise PackedFileError(f"{group.file.filename}: clip {group.name.lstrip('/')} has NaN or infinite audio "
+                              "samples: refused")
+    return samples
+
+
+#: The errors of a write that found no room: no space, a file larger than allowed, a quota.
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 class AtomicH5:
@@ -90,15 +178,32 @@ class AtomicH5:
 
     def __enter__(self) -> h5py.File:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.tmp, "w")
+        # no raw-data chunk cache: each chunk is written when its dataset is, so a full disk raises there (with a
+        # cache HDF5 fails later, inside its own clean-up, and crashed the process); chunks are written once anyway
+        self.file = h5py.File(self.tmp, "w", rdcc_nbytes=0)
         return self.file
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        """Close and rename on success; on any failure (the block's, or closing's) remove the temporary file.
+        The block's own error is the one raised, except a full disk, which HDF5 reports naming only the
+        temporary file: that becomes an OSError naming ``path``."""
+        done = False
+        try:
+            try:
+                self.file.close()
+            except (OSError, RuntimeError) as e:  # h5py raises either when HDF5 cannot flush
+                if exc_type is None:
+                    exc = e
+            if exc is None:
+                os.replace(self.tmp, self.path)
+                done = True
+        finally:
+            if not done:
+                self.tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise OSError(f"{self.path}: cannot write it ({os.strerror(exc.errno)}); nothing was written") from None
+        if exc is not None and exc_type is None:  # the block ended well but closing failed: HDF5 could not flush
+            raise OSError(f"{self.path}: cannot write it ({exc}); nothing was written") from None
 
 
 def to_unit_range(frames_uint8: np.ndarray) -> np.ndarray:
@@ -113,9 +218,19 @@ class _H5Reader:
         self.path = str(path)
         self._h5: h5py.File | None = None
         self._pid: int | None = None
+        self._checked: set[str] = set()
         with h5py.File(self.path, "r") as h5:
             self.keys = clip_keys(h5)
-            self.lengths = [h5[k]["frames"].shape[0] for k in self.keys]
+            self.lengths = [frame_count(h5, k) for k in self.keys]
+
+    def group(self, key: str) -> h5py.Group:
+        """Clip ``key``'s group, checked by :func:`clip_group` the first time it is read (training reads each
+        clip every epoch; the check costs about 0.5 ms)."""
+        if key in self._checked:
+            return self.h5[key]
+        g = clip_group(self.h5, key)
+        self._checked.add(key)
+        return g
 
     @property
     def h5(self) -> h5py.File:
@@ -158,7 +273,7 @@ class TrainingWindows:
     def __getitem__(self, i: int):
         torch = _torch()
         key = self.reader.keys[self.index[i]]
-        g = self.reader.h5[key]
+        g = self.reader.group(key)
         length = self.reader.lengths[self.index[i]]
         if self.seed is None:
             start = int(np.random.randint(0, length - self.n_frames + 1))
@@ -169,7 +284,7 @@ class TrainingWindows:
         # read only the samples the windows need: frames start-2 .. start+N+1 at 0.16 s, 25 fps
         half = int(np.ceil((self.window_s * rate - spf) / 2 / spf))
         lo, hi = max(0, start - half), min(length, start + self.n_frames + half)
-        audio = g["audio"][lo * spf:hi * spf]
+        audio = finite_audio(g["audio"][lo * spf:hi * spf], g)
         windows = frame_audio(audio, hi - lo, rate, fps, self.window_s)[start - lo:start - lo + self.n_frames]
         return {
             "still": torch.from_numpy(to_unit_range(g["frames"][0])),
@@ -193,10 +308,10 @@ class WholeClips:
     def __getitem__(self, i: int):
         torch = _torch()
         key = self.reader.keys[i]
-        g = self.reader.h5[key]
+        g = self.reader.group(key)
         frames = g["frames"][()]
-        windows = frame_audio(g["audio"][()], len(frames), int(g.attrs["sample_rate"]), float(g.attrs["fps"]),
-                              self.window_s)
+        windows = frame_audio(finite_audio(g["audio"][()], g), len(frames), int(g.attrs["sample_rate"]),
+                              float(g.attrs["fps"]), self.window_s)
         return {
             "still": torch.from_numpy(to_unit_range(frames[0])),
             "frames": torch.from_numpy(to_unit_range(frames)),

@@ -71,9 +71,10 @@ from tqdm import tqdm
 
 from .align import AlignConfig, AlignedClip, AlignmentError, align_video, mirror_clip
 from .audio import SilentAudioError, fit_length, normalise, samples_per_frame
+from .fileio import refuse_clashing_paths
 from .gridformat import GridFormatError, read_align
 from .media import MediaError, read_audio, read_video_and_audio
-from .packing import AtomicH5, Clip, clip_keys, read_clip, write_clip
+from .packing import AtomicH5, Clip, clip_group, clip_keys, read_clip, write_clip
 from .raw.layout import MANIFEST, SKIPPED, Utterance, atomic_write_text, read_manifest
 from .raw.tcdtimit import LIPSPEAKERS, RECOMMENDED_TEST_VOLUNTEERS
 from .splits import (SPLITS, is_utterance_split, part_of, ratio_split, read_split, recommended_split, utterance_split,
@@ -418,7 +419,7 @@ def pack(split_path: str | os.PathLike, part: str, inputs: list[str | os.PathLik
                 for key in clip_keys(src):
                     if part_of(split, speaker, key.split("/", 1)[1]) != part:
                         continue
-                    g = src[key]
+                    g = clip_group(src, key)  # checked: copy() would bring along what it links to
                     this = (g["frames"].shape[1:], int(g.attrs["sample_rate"]))
                     if shape is None:
                         shape, first = this, f"{files[speaker]}:{key}"
@@ -497,8 +498,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _paths(args: argparse.Namespace) -> tuple[dict, dict]:
+    """What each subcommand reads and writes, for :func:`~speechanim.fileio.refuse_clashing_paths`."""
+    if args.command == "align":
+        return {"--raw": args.raw}, {"--out": args.out, "--skipped": args.skipped}
+    if args.command == "split":
+        return {"--by-utterance": args.by_utterance}, {"--out": args.out}
+    if args.command == "pack":
+        return {"--split": args.split, "the aligned file": args.inputs}, {"--out": args.out}
+    return {"the skip list": args.inputs}, {"--out": args.out}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    refuse_clashing_paths(parser, *_paths(args))
     try:
         if args.command == "align":
             job = AlignJob(AlignConfig(size=tuple(args.size), smooth_window=args.smooth_window, max_gap=args.max_gap),

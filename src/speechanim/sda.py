@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, model_config_dict, save_checkpoint
+from .checkpoint import (CheckpointError, check_finite_weights, check_fps, check_model_config, load_checkpoint,
+                         model_config_dict, save_checkpoint)
+from .fileio import refuse_clashing_paths
 from .models import Generator, ModelConfig
 
 __all__ = ["SETTINGS", "STABLE_68", "SdaError", "model_config", "convert", "convert_file", "main"]
@@ -85,12 +87,17 @@ def model_config(d: dict[str, Any], path: str | os.PathLike = "checkpoint") -> M
         raise SdaError(f"{path}: 'audio_feat_samples' {samples} is not audio_feat_len x audio_rate ({window_s} x {rate})")
     _setting(d, "video_rate", int, path)
     try:
-        return ModelConfig(image_size=(int(size[0]), int(size[1])), sample_rate=rate, audio_window_s=window_s,
-                           id_dim=_setting(d, "id_enc_dim", int, path), audio_feat_dim=_setting(d, "aud_enc_dim", int, path),
-                           context_dim=_setting(d, "rnn_gen_dim", int, path), context_layers=2,
-                           noise_dim=_setting(d, "aux_latent", int, path), unet_skips="authors")
+        cfg = ModelConfig(image_size=(int(size[0]), int(size[1])), sample_rate=rate, audio_window_s=window_s,
+                          id_dim=_setting(d, "id_enc_dim", int, path),
+                          audio_feat_dim=_setting(d, "aud_enc_dim", int, path),
+                          context_dim=_setting(d, "rnn_gen_dim", int, path), context_layers=2,
+                          noise_dim=_setting(d, "aux_latent", int, path), unet_skips="authors")
     except ValueError as e:
         raise SdaError(f"{path}: its settings do not describe a network this project can build ({e})") from None
+    try:  # bounded before the network is built (rnn_gen_dim 40000 asks for a GRU of tens of GB)
+        return check_model_config(cfg, path, "its settings (as this project's model_config)")
+    except CheckpointError as e:
+        raise SdaError(str(e)) from None
 
 
 def _key_map(cfg: ModelConfig, gen: Generator) -> dict[str, str]:
@@ -163,6 +170,7 @@ def convert(d: dict[str, Any], path: str | os.PathLike = "checkpoint") -> tuple[
             raise SdaError(f"{path}: tensor {names[key]} has shape {tuple(source.shape)}, expected {tuple(target.shape)} "
                            f"for the settings the file gives")
         state[key] = source.detach().to(target.dtype).clone()
+    check_finite_weights({names[k]: v for k, v in state.items()}, path, "the authors'")
     # their latent is [z_c, z_n, z_id] (sda/img_generator.py cat order); ours [z_id, z_c, z_n]
     w = state["frame_decoder.project.0.weight"]
     c, n = cfg.context_dim, cfg.noise_dim
@@ -195,7 +203,8 @@ def convert_file(src: str | os.PathLike, out: str | os.PathLike, *, trust: bool 
         raise SdaError(f"{src}: not an authors' checkpoint: no {', '.join(repr(k) for k in missing)}")
     cfg, state = convert(d, src)
     rate, fps = int(d["audio_rate"]), int(d["video_rate"])
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    with open(src, "rb") as f:  # streamed: the file is not held in memory twice
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     payload = {
         "model_config": model_config_dict(cfg),
         "generator": state,
@@ -208,6 +217,7 @@ def convert_file(src: str | os.PathLike, out: str | os.PathLike, *, trust: bool 
         "audio_stride": rate // fps,
         "source": {"file": src.name, "sha256": digest, "format": "DinoMan/speech-driven-animation"},
     }
+    check_fps(payload, src)
     return save_checkpoint(out, payload)
 
 
@@ -218,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle a file that holds more than tensors, plain values and numpy arrays (it could run code)")
     args = ap.parse_args(argv)
+    refuse_clashing_paths(ap, {"the .dat file": args.model}, {"-o": args.out})
     try:
         out = convert_file(args.model, args.out, trust=args.trust_checkpoint)
     except CheckpointError as e:

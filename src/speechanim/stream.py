@@ -7,15 +7,22 @@ cuts the generator's windows, window ``k`` centred on frame ``k``, each as soon 
 is in: with 0.16 s windows a frame waits for 80 ms of audio after its centre, and no longer. The
 windows equal :func:`speechanim.audio.frame_audio`'s on the whole recording (tests check it).
 
-Sources: :func:`pcm_chunks` (raw 16-bit PCM, e.g. stdin) and :func:`growing_wav_chunks` (a WAV file
-still being written). Sink: :class:`Y4MWriter`, a YUV4MPEG2 stream that ``ffplay -`` and ``mpv -``
-show as it arrives.
+Sources: :func:`pcm_chunks` (raw 16-bit PCM, e.g. stdin), :func:`growing_wav_chunks` (a WAV file
+still being written) and :func:`audio_file_chunks` (any file ffmpeg reads, decoded a piece at a
+time). Sinks: :class:`Y4MWriter`, a YUV4MPEG2 stream that ``ffplay -`` and ``mpv -`` show as it
+arrives, and :class:`Mp4Writer`, the mp4 written as its frames come.
+
+Memory does not grow with the stream's length: every buffer here holds at most one chunk plus one
+window (the resampler's look-ahead, the framer's window), and :class:`Mp4Writer` keeps nothing: the
+frames go to an ffmpeg encoder and the sound to a file beside the mp4 as they come.
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 import struct
+import subprocess
 import time
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -23,7 +30,38 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 from scipy.signal import resample_poly
 
-__all__ = ["StreamResampler", "AudioFramer", "pcm_chunks", "growing_wav_chunks", "Y4MWriter", "rgb_to_yuv444"]
+from .audio import mix_to_mono
+from .media import MediaError, SUFFIXES, ffmpeg_exe
+
+__all__ = ["StreamResampler", "AudioFramer", "pcm_chunks", "growing_wav_chunks", "audio_file_chunks", "Y4MWriter",
+           "Mp4Writer", "rgb_to_yuv444", "check_rate", "check_seconds", "MIN_RATE", "MAX_RATE"]
+
+#: The sample rates a stream may have (Hz): from below telephone audio's 8 kHz to beyond studio
+#: audio's 192 kHz. Outside them the resampler's work per input sample explodes (1 Hz to a 16 kHz
+#: model is 16,000 output samples, 640 frames, per input sample: a stream that never ends).
+MIN_RATE, MAX_RATE = 4000, 384000
+
+
+def check_rate(rate, name: str = "sample rate") -> int:
+    """``rate`` as a whole number of Hz within [:data:`MIN_RATE`, :data:`MAX_RATE`]; else ValueError naming ``name``."""
+    try:
+        whole = float(rate).is_integer() and not isinstance(rate, bool)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or not MIN_RATE <= int(rate) <= MAX_RATE:
+        raise ValueError(f"{name}: must be a whole number of Hz from {MIN_RATE} to {MAX_RATE}, got {rate!r}")
+    return int(rate)
+
+
+def check_seconds(value, name: str) -> float:
+    """``value`` as a finite, positive number of seconds; else ValueError naming ``name`` (NaN would never time out)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{name}: must be a finite number of seconds above 0, got {value!r}")
+    return seconds
 
 
 class StreamResampler:
@@ -36,7 +74,8 @@ class StreamResampler:
     """
 
     def __init__(self, rate_in: int, rate_out: int):
-        g = math.gcd(int(rate_in), int(rate_out))
+        rate_in, rate_out = check_rate(rate_in, "input sample rate"), check_rate(rate_out, "output sample rate")
+        g = math.gcd(rate_in, rate_out)
         self.up, self.down = int(rate_out) // g, int(rate_in) // g
         self.margin = math.ceil(10 * max(self.up, self.down) / self.up) + 1  # input samples of look-ahead
         self._buf = np.zeros(0, np.float64)
@@ -153,30 +192,49 @@ def pcm_chunks(stream: BinaryIO, *, chunk_bytes: int = 3200) -> Iterator[np.ndar
             yield np.frombuffer(data[:len(data) // 2 * 2], "<i2").astype(np.float32) / 32768.0
 
 
+_INCOMPLETE = "WAV header ends before its data chunk"  # the writer has not written it all yet: wait
+
+
 def _wav_header(f: BinaryIO, path: Path) -> tuple[int, int, int, int]:
-    """(sample rate, channels, bits, offset of the data) of a PCM WAV file."""
+    """(sample rate, channels, bits, offset of the data) of a 16-bit PCM WAV file; a malformed
+    header raises ValueError naming the file and what is wrong with it."""
     head = f.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    if len(head) < 12 and b"RIFF".startswith(head[:4]):
+        raise ValueError(f"{path}: {_INCOMPLETE}")
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         raise ValueError(f"{path}: not a WAV file (no RIFF/WAVE header)")
     fmt = None
     while True:
         chunk = f.read(8)
         if len(chunk) < 8:
-            raise ValueError(f"{path}: WAV header ends before its data chunk")
+            raise ValueError(f"{path}: {_INCOMPLETE}")
         cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
         if cid == b"fmt ":
+            if not 16 <= size <= 64:  # PCM's is 16, 18 or 40 bytes
+                raise ValueError(f"{path}: malformed WAV header: its fmt chunk says {size} bytes (PCM's has 16 to 40)")
             body = f.read(size + (size & 1))
-            tag, channels, rate = struct.unpack("<HHI", body[:8])
-            bits = struct.unpack("<H", body[14:16])[0]
-            if tag not in (1, 0xFFFE) or bits != 16:
-                raise ValueError(f"{path}: a growing WAV must be 16-bit PCM, got format {tag}, {bits} bits")
-            fmt = (rate, channels, bits)
+            if len(body) < size:
+                raise ValueError(f"{path}: {_INCOMPLETE}")
+            fmt = _wav_format(body, path)
         elif cid == b"data":
             if fmt is None:
-                raise ValueError(f"{path}: WAV data chunk before its fmt chunk")
+                raise ValueError(f"{path}: malformed WAV header: its data chunk comes before its fmt chunk")
             return (*fmt, f.tell())
         else:
             f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _wav_format(body: bytes, path: Path) -> tuple[int, int, int]:
+    """(sample rate, channels, bits) from a WAV fmt chunk, which must describe 16-bit PCM at a sane rate."""
+    tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+    if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the format is its sub-format GUID's first field
+        tag = struct.unpack("<H", body[24:26])[0]
+    if tag != 1 or bits != 16:
+        raise ValueError(f"{path}: a growing WAV must be 16-bit PCM, got format {tag}, {bits} bits")
+    if not 1 <= channels <= 64:
+        raise ValueError(f"{path}: malformed WAV header: {channels} channels")
+    check_rate(rate, f"{path}: the WAV header's sample rate")
+    return rate, channels, bits
 
 
 def growing_wav_chunks(path: str | os.PathLike, *, idle_s: float = 2.0, poll_s: float = 0.02,
@@ -184,16 +242,18 @@ def growing_wav_chunks(path: str | os.PathLike, *, idle_s: float = 2.0, poll_s: 
     """A 16-bit PCM WAV file that another program is still writing: its sample rate, and its samples
     (mono float32, channels averaged) as they appear. Ends when the file has not grown for ``idle_s``."""
     path = Path(path)
+    idle_s, poll_s = check_seconds(idle_s, "idle_s (--idle)"), check_seconds(poll_s, "poll_s")
     deadline = time.monotonic() + idle_s
     while True:  # wait for the header itself
+        f = None
         try:
             f = open(path, "rb")
             rate, channels, _, offset = _wav_header(f, path)
             break
         except (FileNotFoundError, ValueError) as e:
-            if "f" in locals():
+            if f is not None:
                 f.close()
-            if time.monotonic() > deadline or (isinstance(e, ValueError) and "ends before" not in str(e)):
+            if time.monotonic() > deadline or (isinstance(e, ValueError) and _INCOMPLETE not in str(e)):
                 raise
             time.sleep(poll_s)
     frame = 2 * channels
@@ -215,7 +275,7 @@ def growing_wav_chunks(path: str | os.PathLike, *, idle_s: float = 2.0, poll_s: 
                 carry = data[cut:]
                 if cut:
                     pcm = np.frombuffer(data[:cut], "<i2").astype(np.float32).reshape(-1, channels) / 32768.0
-                    yield pcm.mean(axis=1)
+                    yield mix_to_mono(pcm, source=str(path))
 
     return rate, chunks()
 
@@ -247,7 +307,190 @@ class Y4MWriter:
 
 
 def iter_chunks(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Chunks as 1-D arrays (a 2-D ``(samples, channels)`` chunk is averaged to mono)."""
+    """Chunks as 1-D arrays (a 2-D ``(samples, channels)`` chunk is averaged to mono, refused if its
+    channels cancel out: :func:`speechanim.audio.mix_to_mono`)."""
     for c in chunks:
         c = np.asarray(c)
-        yield c.mean(axis=1) if c.ndim == 2 else c.ravel()
+        yield mix_to_mono(c, source="audio stream") if c.ndim == 2 else c.ravel()
+
+
+# --------------------------------------------------------------------------------------------------
+# A whole file, a piece at a time
+
+
+#: Samples per chunk of :func:`audio_file_chunks` (256 KiB of float32: 4 s at 16 kHz).
+FILE_CHUNK_SAMPLES = 1 << 16
+
+
+def audio_file_chunks(path: str | os.PathLike, rate: int, *,
+                      chunk_samples: int = FILE_CHUNK_SAMPLES) -> Iterator[np.ndarray]:
+    """The first audio track of any file ffmpeg reads, mono float32 at ``rate``, a chunk at a time:
+    the samples of :func:`speechanim.media.read_audio` (the same ffmpeg decode) in memory bounded by
+    one chunk. Iterating it again decodes the file again. A decoder problem (no audio track, not a
+    media file, a damaged or truncated file) raises :class:`~speechanim.media.MediaError` naming
+    the file when the decode ends, as ``read_audio`` would have raised it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
+           "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(int(rate)), "pipe:"]
+    with open(os.devnull, "rb") as null, _log_file() as log:
+        proc = subprocess.Popen(cmd, stdin=null, stdout=subprocess.PIPE, stderr=log)
+        try:
+            total = 0
+            while True:
+                data = proc.stdout.read(4 * int(chunk_samples))
+                if not data:
+                    break
+                total += len(data) // 4
+                yield np.frombuffer(data[:len(data) // 4 * 4], np.float32)
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:  # the caller stopped early
+                proc.kill()
+            code = proc.wait()
+        log.seek(0)
+        _raise_audio_problem(path, code, log.read().decode("utf-8", "replace"), total)
+
+
+def _log_file():
+    import tempfile
+
+    return tempfile.TemporaryFile(prefix="speechanim-ffmpeg-")
+
+
+def _raise_audio_problem(path: Path, code: int, log: str, samples: int) -> None:
+    """The error :func:`speechanim.media.read_audio` gives for the same ffmpeg outcome (none if clean)."""
+    problem = next((line.strip() for line in log.splitlines() if line.strip()), None)
+    if code < 0:
+        return  # killed because the caller stopped reading: nothing to report
+    if code != 0:
+        if "matches no streams" in log:
+            raise MediaError(f"{path}: has no audio track")
+        if "Invalid data found" in log:
+            raise MediaError(f"{path}: not an audio or video file ffmpeg can read")
+        raise MediaError(f"{path}: cannot decode audio ({problem or 'ffmpeg failed'})")
+    if problem:
+        raise MediaError(f"{path}: corrupt or truncated audio ({problem})")
+    if samples == 0:
+        raise MediaError(f"{path}: audio track is empty")
+
+
+def channel_rms(path: str | os.PathLike) -> np.ndarray:
+    """The RMS level of each channel of a file's first audio track (ffmpeg's ``astats``; memory: none
+    of the samples), to tell a recording whose channels cancel when mixed to mono from a silent one."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:a:0",
+           "-af", "astats=measure_overall=none:measure_perchannel=RMS_level", "-f", "null", "-"]
+    log = subprocess.run(cmd, capture_output=True).stderr.decode("utf-8", "replace")
+    levels = re.findall(r"RMS level dB: (-?inf|-?[\d.]+)", log)
+    return np.array([0.0 if "inf" in db else 10 ** (float(db) / 20) for db in levels])
+
+
+class Mp4Writer:
+    """An mp4 (H.264 + AAC, :func:`speechanim.media.write_video`'s settings) written while its frames
+    and sound arrive, in memory that does not grow: each frame goes straight to an ffmpeg encoding a
+    video-only file, the sound to a raw 16-bit file (both beside ``path``, hidden), and :meth:`close`
+    muxes them into ``path`` (renamed into place: it appears whole or not at all). The sound is either
+    pushed (:meth:`write_audio`, mono samples at ``audio_rate``) or taken from ``audio_file`` (its first
+    track, mixed down to mono, at its own rate). Use it as a context manager: an error leaves nothing."""
+
+    def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: float, *, audio_rate: int | None = None,
+                 audio_file: str | os.PathLike | None = None, quality: int = 17):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in SUFFIXES["h264"]:
+            raise MediaError(f"{self.path}: the video is written as mp4; name it .mp4 "
+                             f"(got {self.path.suffix or 'no extension'})")
+        if self.path.is_dir():
+            raise MediaError(f"{self.path}: is a directory; name the video file to write")
+        h, w = size
+        if h % 2 or w % 2:
+            raise ValueError(f"{self.path}: frame size {w}x{h} must be even for yuv420p video")
+        self.size, self.fps, self.audio_rate, self.audio_file = (h, w), float(fps), audio_rate, audio_file
+        self.frames = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        stem = self.path.parent / f".{self.path.name}.tmp{os.getpid()}"
+        self._video, self._pcm, self._out = (Path(f"{stem}.video.mp4"), Path(f"{stem}.pcm"),
+                                             Path(f"{stem}{self.path.suffix}"))
+        self._log = _log_file()
+        self._sound = open(self._pcm, "wb") if audio_rate else None
+        cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+               "-r", repr(self.fps), "-i", "pipe:", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(quality),
+               "-f", "mp4", str(self._video)]
+        self._encoder = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def write(self, frames: np.ndarray) -> None:
+        """One ``(H, W, 3)`` frame or several ``(T, H, W, 3)``, uint8 RGB."""
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.shape[-3:] != (*self.size, 3):
+            raise ValueError(f"{self.path}: frames must be uint8 {(*self.size, 3)}, got {frames.dtype} {frames.shape}")
+        try:
+            self._encoder.stdin.write(np.ascontiguousarray(frames).tobytes())
+        except BrokenPipeError:
+            raise MediaError(f"{self.path}: the encoder stopped ({self._problem() or 'ffmpeg failed'})") from None
+        self.frames += 1 if frames.ndim == 3 else len(frames)
+
+    def write_audio(self, samples: np.ndarray) -> None:
+        """Mono samples in [-1, 1] at ``audio_rate``, stored as 16-bit PCM (as write_video stores them)."""
+        pcm = np.clip(np.round(np.asarray(samples, np.float64) * 32767.0), -32768, 32767).astype("<i2")
+        self._sound.write(pcm.tobytes())
+
+    def close(self) -> Path:
+        """Finish the encoding, mux the sound in, and rename the mp4 into place; returns its path."""
+        try:
+            self._encoder.stdin.close()
+            if self._encoder.wait() != 0:
+                raise MediaError(f"{self.path}: encoding failed ({self._problem() or 'ffmpeg failed'})")
+            if self.frames == 0:
+                raise MediaError(f"{self.path}: no frames to write")
+            if self._sound is not None:
+                self._sound.close()
+            self._mux()
+            os.replace(self._out, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._cleanup()
+        return self.path
+
+    def _mux(self) -> None:
+        cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-i", str(self._video)]
+        if self.audio_rate:
+            cmd += ["-f", "s16le", "-ar", str(int(self.audio_rate)), "-ac", "1", "-i", str(self._pcm)]
+        elif self.audio_file is not None:
+            cmd += ["-i", str(self.audio_file)]
+        cmd += ["-map", "0:v"]
+        if self.audio_rate or self.audio_file is not None:
+            cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "1"]
+        cmd += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", str(self._out)]
+        run = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+        if run.returncode != 0:
+            problem = next((ln for ln in run.stderr.decode("utf-8", "replace").splitlines() if ln.strip()), None)
+            raise MediaError(f"{self.path}: muxing the sound in failed ({problem or 'ffmpeg failed'})")
+
+    def _problem(self) -> str | None:
+        self._log.seek(0)
+        return next((ln.strip() for ln in self._log.read().decode("utf-8", "replace").splitlines() if ln.strip()), None)
+
+    def abort(self) -> None:
+        """Stop the encoder and remove what was written (the target is left as it was)."""
+        if self._encoder.poll() is None:
+            self._encoder.kill()
+        self._encoder.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for f in (self._encoder.stdin, self._sound, self._log):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+        for tmp in (self._video, self._pcm, self._out):
+            tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()

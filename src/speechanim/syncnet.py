@@ -63,12 +63,12 @@ import torchaudio
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .fileio import atomic_open
+from .fileio import atomic_open, refuse_clashing_paths
 from .audio import fit_length
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .lipreader import LipReaderConfig, mouth_crops
 from .models import device as default_device
-from .packing import clip_keys
+from .packing import PackedFileError, clip_group, clip_keys
 from .options import parse_device, parse_overrides, write_json
 
 __all__ = [
@@ -464,7 +464,7 @@ def load_sync_clips(path: str | os.PathLike, cfg: SyncNetConfig, *, skip_mirrore
         if not names:
             raise SyncNetError(f"{path}: holds no clips")
         for key in tqdm(names, desc=desc or f"syncnet: {path.name}", unit="clip", leave=False, disable=None):
-            g = h5[key]
+            g = clip_group(h5, key)
             if "frames" not in g or "audio" not in g:
                 raise SyncNetError(f"{path}: clip {key} lacks frames or audio")
             try:
@@ -736,6 +736,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.command == "train":
+        refuse_clashing_paths(parser, {"--train": args.train, "--val": args.val},
+                              {"--out": args.out, "its history CSV": history_path(args.out)})
+    else:
+        refuse_clashing_paths(parser, {"--checkpoint": args.checkpoint, "--h5": args.h5}, {"--out": args.out})
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be at least 1, got {args.threads}")
@@ -760,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "other_audio" in result:
                 print(f"syncnet: another clip's audio: LSE-D / LSE-C {result['other_audio']['lse_d']:.3f} / "
                       f"{result['other_audio']['lse_c']:.3f}")
-    except (SyncNetError, CheckpointError) as e:
+    except (SyncNetError, CheckpointError, PackedFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

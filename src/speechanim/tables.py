@@ -44,6 +44,7 @@ import h5py
 import numpy as np
 
 from .packing import clip_keys
+from .fileio import files_in, refuse_clashing_paths
 
 TABLE1_COLUMNS = ["Dataset", "Samples (Tr)", "Hours (Tr)", "Samples (V)", "Hours (V)", "Samples (T)", "Hours (T)", "Split"]
 #: Table 1's Split column: the paper's protocol (speakers), or a one-speaker corpus's departure from it.
@@ -201,6 +202,16 @@ def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list,
              **seed_cells(metrics_dirs, name)} for label, name in rows]
 
 
+def _reads(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The folders and files a table is made from, for :func:`~speechanim.fileio.refuse_clashing_paths`."""
+    if args.table == "table1":
+        return {"the packed file": files_in(args.packed_dirs, "*.h5")}
+    comma_separated = [args.metrics] if args.table == "table2" else args.metrics_dirs
+    return {"the metrics summary": files_in([d for s in comma_separated for d in s.split(",")], "*.json"),
+            "--ablation-metrics": files_in((getattr(args, "ablation_metrics", None) or "").split(","), "*.json"),
+            "--responses": [getattr(args, "responses", None)]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m speechanim.tables", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="table", required=True)
@@ -224,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="add the authors' released model's row (metrics/pretrained.json) for this dataset (repeat)")
     t3.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    refuse_clashing_paths(p, _reads(args), {"--out": args.out, "its markdown": str(Path(args.out).with_suffix(".md"))})
     try:
         if args.table == "table1":
             if len(args.dataset) != len(args.packed_dirs):

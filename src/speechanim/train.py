@@ -23,9 +23,12 @@ the generator is evaluated on the whole validation clips (PSNR and L1; the early
 Files under ``--out``:
 
 ``work/last.pt``   everything needed to resume (speechanim.checkpoint keys), rewritten atomically each epoch
-``work/best.pt``   the same, at the best validation epoch so far
-``generator.pt``   a copy of ``work/best.pt`` when training ends (``load_generator`` reads it; it
-                   also records the training clips' frame rate, ``fps``, which ``Animator`` makes videos at)
+``work/best.pt``   the same, at the best validation epoch so far (staged as ``work/best.next.pt`` and
+                   renamed only after last.pt records it: :func:`write_epoch`; a rerun completes or
+                   rebuilds it, :func:`settle_best`, so it always holds the epoch last.pt names)
+``generator.pt``   a copy of ``work/best.pt`` when training ends, after checking it holds the epoch the log
+                   names (``load_generator`` reads it; it also records the training clips' frame rate,
+                   ``fps``, which ``Animator`` makes videos at)
 ``history.csv``    one row per epoch: losses, discriminator outputs, validation metrics, learning rates, seconds
 ``losses.png``     the curves of history.csv (refreshed at most once a minute, and at the end)
 ``epochs/epoch<k>.pt``  with ``keep_epochs``: each epoch's checkpoint, for learning curves (benchmarks/learning_curves.py)
@@ -35,7 +38,9 @@ variant and dataset are the same (``num_workers`` and ``max_epochs`` may change)
 otherwise. Each epoch of a resumed run sees the same batches, crops and noise as it would have
 without the interruption (given the same number of processes): every process's python, numpy,
 torch (and CUDA) random states are part of the checkpoint. A NaN or infinite loss stops training with an error naming the epoch and step;
-the last checkpoint, written at the end of the previous epoch, is left as it was.
+the last checkpoint, written at the end of the previous epoch, is left as it was. A failed write (a full
+disk) stops training with an error naming the file and leaves the checkpoints as they were; temporary
+files a killed run left are removed when the next one starts.
 
 Under ``torchrun`` every process trains on its share of each epoch (DistributedSampler) with its
 own networks wrapped in DistributedDataParallel (NCCL on CUDA, gloo on the CPU); ``batch_size`` is
@@ -66,7 +71,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from .fileio import atomic_open, atomic_path
+from .fileio import atomic_open, atomic_path, refuse_clashing_paths, remove_stale_temporaries
 from .options import parse_overrides
 from .checkpoint import CheckpointError, load_checkpoint, model_config_dict, save_checkpoint
 from .losses import VARIANT_TERMS, Batch, GANLoss
@@ -425,6 +430,80 @@ def copy_atomic(src: Path, dst: Path) -> None:
 
 
 DISCRIMINATORS = ("frame_discriminator", "sequence_discriminator")
+# ----------------------------------------------------------------------------------------------
+# Checkpoint files: work/last.pt commits an epoch, and the best epoch's weights always match it
+
+#: A new best epoch's checkpoint before ``work/last.pt`` records it (see :func:`write_epoch`).
+STAGED_BEST = "best.next.pt"
+
+
+def write_epoch(work: Path, state: dict[str, Any], improved: bool) -> None:
+    """Write an epoch's checkpoints so that a kill or a failed write at any point leaves ``work/last.pt``
+    and ``work/best.pt`` agreeing on the best epoch.
+
+    A new best goes first to ``best.next.pt`` (read only when last.pt names its epoch), then ``last.pt``
+    (the commit: a rerun resumes from it), then the staged file is renamed to ``best.pt``; so best.pt is
+    replaced only once last.pt records its epoch as the best, and the best weights are never lost. A
+    failed write (a full disk) leaves both files as they were. :func:`settle_best` finishes a sequence a
+    kill interrupted.
+    """
+    staged = work / STAGED_BEST
+    if improved:
+        save_checkpoint(staged, state)
+    try:
+        save_checkpoint(work / "last.pt", state)
+    except CheckpointError:
+        staged.unlink(missing_ok=True)
+        raise
+    if improved:
+        os.replace(staged, work / "best.pt")
+
+
+def epoch_of(path: Path) -> int | None:
+    """The epoch a checkpoint file records; None when it is missing or unreadable."""
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
+def settle_best(work: Path, saved: dict[str, Any], log) -> bool:
+    """Make ``work/best.pt`` hold the best epoch that ``saved`` (last.pt's contents) names; False when the
+    best weights are gone (the run must start over), True otherwise.
+
+    A ``best.next.pt`` left by a kill inside :func:`write_epoch` is renamed to best.pt when last.pt names
+    its epoch (only the rename was missing) and removed otherwise (last.pt never committed it). A best.pt
+    that is missing, unreadable or of another epoch (a file removed or damaged by hand) is rebuilt from
+    last.pt when the best epoch is last.pt's own.
+    """
+    best_epoch, best_path, staged = int(saved["best"]["epoch"]), work / "best.pt", work / STAGED_BEST
+    if staged.is_file():
+        if epoch_of(staged) == best_epoch:
+            os.replace(staged, best_path)
+            log(f"{best_path}: completed from {staged.name} (epoch {best_epoch}), which a stopped run had staged")
+        else:
+            staged.unlink()
+    if best_epoch == 0 or epoch_of(best_path) == best_epoch:
+        return True
+    if best_epoch == int(saved["epoch"]):
+        save_checkpoint(best_path, saved)
+        log(f"{best_path}: rebuilt from {work / 'last.pt'} (the best epoch, {best_epoch}, is its own)")
+        return True
+    log(f"{best_path}: missing, unreadable or not the best epoch {best_epoch} that {work / 'last.pt'} records, "
+        "and that epoch's weights are nowhere else: starting over")
+    return False
+
+
+def verified_best(best_path: Path, best_epoch: int) -> Path:
+    """``best_path``, after checking it holds ``best_epoch`` (what generator.pt's log line will name)."""
+    written = epoch_of(best_path)
+    if written != best_epoch:
+        found = "missing or unreadable" if written is None else f"holds epoch {written}"
+        raise TrainingError(f"{best_path}: {found}, not the best epoch {best_epoch}; rerun the same command to "
+                            "rebuild it")
+    return best_path
+
+
 
 
 def train_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], criterion: GANLoss, batch: Batch,
@@ -578,6 +657,9 @@ def resume(last_path: Path, best_path: Path, identity: dict, nets: dict, opts: d
             "starting over")
         if d.main:
             best_path.unlink(missing_ok=True)
+            (best_path.parent / STAGED_BEST).unlink(missing_ok=True)
+        return fresh
+    if not gather(settle_best(best_path.parent, saved, log) if d.main else None, d)[0]:  # rank 0 decides for all
         return fresh
     for name, net in nets.items():
         net.load_state_dict(saved[name])
@@ -603,6 +685,10 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
 
     mcfg = variant_model_config(variant, mcfg)
     work, last_path, best_path = out / "work", out / "work" / "last.pt", out / "work" / "best.pt"
+    if d.main:  # a killed run's half-written files
+        for folder in (out, work, out / "epochs"):
+            for stale in remove_stale_temporaries(folder):
+                log(f"removed {stale}, a temporary file a stopped run left")
     fps = check_packed(train_path, mcfg, "training")  # stored in the checkpoints (the authors' video_rate)
     check_packed(val_path, mcfg, "validation")
     if tcfg.batch_size % d.world:
@@ -680,11 +766,9 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
         rngs = gather(rng_state(), d)
         if d.main:
             state = payload(rngs)
-            save_checkpoint(last_path, state)
-            if improved:
-                save_checkpoint(best_path, state)
-            if tcfg.keep_epochs:
+            if tcfg.keep_epochs:  # before the commit: a failed write here is redone by the rerun
                 save_checkpoint(out / "epochs" / f"epoch{epoch:03d}.pt", state)
+            write_epoch(work, state, improved)
             write_history(history, out)
             if time.time() - plotted > 60:  # a plot takes a second or two: refreshed at most once a minute
                 plot_history(history, out, f"{dataset} / {variant}")
@@ -701,9 +785,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
         log(f"stopped at max_epochs={tcfg.max_epochs} (best: epoch {best['epoch']})")
     final = out / "generator.pt"
     if d.main:
-        if not best_path.is_file():
-            raise TrainingError(f"{best_path}: missing, cannot write {final}")
-        copy_atomic(best_path, final)
+        copy_atomic(verified_best(best_path, best["epoch"]), final)
         write_history(history, out)
         plot_history(history, out, f"{dataset} / {variant}")
         log(f"wrote {final} (epoch {best['epoch']}, val {tcfg.val_metric} {best['value']:.4g})")
@@ -727,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="data-loader processes (overrides --training's num_workers; does not change the result)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    refuse_clashing_paths(ap, {"--train": args.train, "--val": args.val}, {"--out": args.out})
     try:
         model_cfg = config_from_json(ModelConfig, args.model, "--model")
         train_cfg = config_from_json(TrainConfig, args.training, "--training")
@@ -736,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
             train_cfg.num_workers = args.num_workers
         train(dataset=args.dataset, variant=args.variant, train_path=args.train, val_path=args.val, out_dir=args.out,
               model_cfg=model_cfg, train_cfg=train_cfg, progress=not args.no_progress)
-    except (TrainingError, CheckpointError) as e:
+    except (TrainingError, CheckpointError, OSError) as e:  # OSError: a file it writes (a full disk)
         print(f"speechanim.train: error: {e}", file=sys.stderr)
         return 1
     return 0

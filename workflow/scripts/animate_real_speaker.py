@@ -25,6 +25,7 @@ import skimage.io
 
 from speechanim.figures import spaced, strip
 from speechanim.media import audio_rate, read_audio, read_video, write_wav
+from speechanim.packing import clip_group, clip_keys
 from speechanim.raw.layout import read_manifest
 from speechanim.splits import read_split
 
@@ -33,7 +34,7 @@ def test_utterances(split_path: Path, test_h5: Path) -> list[str]:
     """The test clips that were packed (aligned), as ``speaker/utterance`` keys, sorted."""
     split = read_split(split_path)
     with h5py.File(test_h5, "r") as h5:
-        packed = {f"{s}/{u}" for s in h5 for u in h5[s]}
+        packed = set(clip_keys(h5))
     return sorted(k for k, part in split.items() if part == "test" and k in packed)
 
 
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         generated[key] = work / f"{key.split('/', 1)[1]}_with_{utt}_audio.mp4"
         animate(speechanim, stills[key], wav, args.checkpoint, generated[key])
     with h5py.File(args.test, "r") as h5:
-        real, words = h5[first]["frames"][()].transpose(0, 2, 3, 1), str(h5[first].attrs["words"])
+        clip = clip_group(h5, first)  # checked: its data are in the file
+        real, words = clip["frames"][()].transpose(0, 2, 3, 1), str(clip.attrs["words"])
     own, other = (read_video(generated[k])[0] for k in (first, second))
     rows = [("real", real), ("its 1st frame", own), ("another still", other)]
     strip(rows, spaced(len(real)), f"speechanim animate ({args.checkpoint}), the audio of {first} ('{words}'):\n"

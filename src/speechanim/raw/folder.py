@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechanim import media
+from speechanim.fileio import refuse_clashing_paths
 from speechanim.gridformat import GridFormatError, sentence_from_name
 from speechanim.media import MediaError, VideoInfo
 from speechanim.raw.layout import MANIFEST, Utterance, replace_dir, write_manifest, write_skipped
@@ -445,7 +446,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "speaker":  # as import_speaker's own check: the output and the source folder apart
+        refuse_clashing_paths(parser, {"--root": args.root}, {"--out": args.out})
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "speakers":

@@ -90,6 +90,7 @@ from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from speechanim.gridformat import GridFormatError, parse_align, sentence_from_name
+from speechanim.fileio import refuse_clashing_paths
 from speechanim.raw.http import DownloadError, RetryPolicy, download, fetch_bytes
 from speechanim.raw.layout import MANIFEST, Utterance, atomic_write_text, replace_dir, write_manifest, write_skipped
 
@@ -532,7 +533,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "speaker":  # the speaker folder is replaced whole: it must not hold the downloads
+        read = [args.downloads / name for name in (f"{args.speaker}.zip", *SHARED_ARCHIVES, RECORD_CACHE)]
+        refuse_clashing_paths(parser, {"--downloads": read}, {"--out": args.out / args.speaker})
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         policy = RetryPolicy(attempts=args.retries, backoff_s=args.backoff, timeout_s=args.timeout)

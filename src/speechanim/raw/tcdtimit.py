@@ -103,6 +103,7 @@ import ffmpeg
 import imageio_ffmpeg
 
 from speechanim.raw.layout import MANIFEST, Utterance, replace_dir, write_manifest, write_skipped
+from speechanim.fileio import refuse_clashing_paths
 
 log = logging.getLogger("speechanim.raw.tcdtimit")
 
@@ -476,7 +477,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "speaker":  # the speaker folder is replaced whole: it must not hold the corpus, nor lie in it
+        refuse_clashing_paths(parser, {"--source": args.source}, {"--out": args.out / args.speaker})
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "list":

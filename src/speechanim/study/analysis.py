@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, refuse_clashing_paths
 from .db import ResponsesError, read_responses
 
 PROPOSED, BASELINE = "full", "static"
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--responses", required=True, type=Path, help="the study's SQLite file or its CSV export")
     f.add_argument("--out", required=True, type=Path, help="the PNG to write")
     args = p.parse_args(argv)
+    refuse_clashing_paths(p, {"--responses": [args.responses, f"{args.responses}-wal", f"{args.responses}-shm"]},
+                          {"--out": args.out})
     try:
         rows = read_responses(args.responses)
     except ResponsesError as e:

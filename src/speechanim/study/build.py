@@ -15,7 +15,9 @@ Every video is written as mp4 (H.264 + AAC, :func:`speechanim.media.write_video`
 ``<out>/media/`` with a name made by hashing the seed, the clip and its role, so nothing in a file name
 says which clip is real or which method made it.  ``<out>/manifest.json`` says which is which; the server
 reads it and never serves it (it serves ``media/`` only).  The manifest is written last, so its presence
-means the set is complete, and the same inputs and settings give the same manifest bytes.
+means the set is complete, and the same inputs and settings give the same manifest bytes.  A rebuild deletes
+only the previous manifest's videos it no longer lists; an ``--out`` holding an input, a ``manifest.json``
+that is not a study's or a ``media/`` file that is not a study video is refused before anything is written.
 The participant counts (``--pairs``, ``--fake``, ``--real``; the paper's 30, 6 and 4) go into the
 manifest as the server's defaults.
 """
@@ -25,19 +27,23 @@ import argparse
 import hashlib
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ..fileio import write_text_atomic
+from ..fileio import check_outputs_apart, refuse_clashing_paths, write_text_atomic
 from ..media import MediaError, write_video
-from ..packing import clip_keys
+from ..packing import clip_group, clip_keys
 
 PROPOSED, BASELINE = "full", "static"
 MANIFEST, MEDIA = "manifest.json", "media"
 FORMAT = 1
+#: A study video's name (16 hex digits), and that or the temporary name it has while it is written.
+VIDEO_NAME = re.compile(r"[0-9a-f]{16}\.mp4")
+STUDY_FILE = re.compile(r"[0-9a-f]{16}\.mp4|\.[0-9a-f]{16}\.mp4\.tmp[0-9]+|\.[0-9a-f]{16}\.tmp[0-9]+\.mp4")
 
 
 class StudyBuildError(ValueError):
@@ -65,7 +71,7 @@ def _open(path: Path, what: str) -> h5py.File:
 
 
 def _frames(h5: h5py.File, key: str, path: Path) -> np.ndarray:
-    frames = h5[key]["frames"][()]
+    frames = clip_group(h5, key)["frames"][()]
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
         raise StudyBuildError(f"{path}: clip {key}: frames must be uint8 (T, 3, H, W), got {frames.dtype} {frames.shape}")
     return frames.transpose(0, 2, 3, 1)
@@ -89,7 +95,7 @@ def dataset_entries(dataset: str, test_h5: Path, generated: Path, out_media: Pat
         if not keys:
             raise StudyBuildError(f"{test_h5}: holds no clips")
         for key in draw_clips(sorted(keys), max_clips, seed, dataset):
-            g = real[key]
+            g = clip_group(real, key)
             try:
                 fps, rate, audio = float(g.attrs["fps"]), int(g.attrs["sample_rate"]), g["audio"][()]
             except KeyError as e:
@@ -112,10 +118,52 @@ def dataset_entries(dataset: str, test_h5: Path, generated: Path, out_media: Pat
     return pairs, turing
 
 
+def build_paths(datasets: list[tuple[str, Path, Path]], out: Path) -> tuple[dict, dict]:
+    """What a build reads and what it writes, for :func:`speechanim.fileio.check_outputs_apart`."""
+    reads = {"--test": [test for _, test, _ in datasets],
+             "--generated": [Path(g) / f"{m}.h5" for _, _, g in datasets for m in (PROPOSED, BASELINE)]}
+    return reads, {"--out's manifest": Path(out) / MANIFEST, "--out's media folder": Path(out) / MEDIA}
+
+
+def manifest_files(manifest: dict) -> set[str]:
+    """The video files a manifest lists."""
+    return ({p[s]["file"] for p in manifest["pairs"] for s in ("left", "right")}
+            | {t["file"] for t in manifest["turing"]})
+
+
+def previous_files(out: Path) -> set[str]:
+    """The videos of the study set already in ``out`` (none in a new folder), which a rebuild may delete.
+
+    A rebuild overwrites ``manifest.json`` and deletes the previous set's videos it no longer lists, and
+    nothing else: a folder whose ``manifest.json`` is not a study manifest, or whose ``media/`` holds a file
+    that is not a study video, is refused (StudyBuildError naming it) before anything is written.  Videos a
+    killed build left unlisted are never deleted (a rebuild with the same seed writes them again)."""
+    previous: set[str] = set()
+    path = out / MANIFEST
+    if path.exists():
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            if "speechanim study set" not in manifest.get("about", ""):
+                raise KeyError("about")
+            previous = manifest_files(manifest)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise StudyBuildError(f"{path}: exists and is not a study set's manifest ({type(e).__name__}: {e}); "
+                                  "nothing was written: choose an empty or new --out folder") from None
+    if (out / MEDIA).is_dir():
+        foreign = sorted(f.name for f in (out / MEDIA).iterdir() if not (f.is_file() and STUDY_FILE.fullmatch(f.name)))
+        if foreign:
+            raise StudyBuildError(f"{out / MEDIA}: holds {len(foreign)} file(s) that are not study videos, e.g. "
+                                  f"{foreign[0]}; nothing was written or deleted: choose an empty or new --out folder")
+    return {f for f in previous if isinstance(f, str) and VIDEO_NAME.fullmatch(f)}  # never a path elsewhere
+
+
 def build_study(datasets: list[tuple[str, Path, Path]], out: Path, *, max_clips: int | None = 60, pairs: int = 30,
                 fake: int = 6, real: int = 4, seed: int = 0) -> Path:
-    """Build the study set of ``datasets`` (name, packed test file, generated folder) in ``out``; return the manifest."""
+    """Build the study set of ``datasets`` (name, packed test file, generated folder) in ``out``; return the manifest.
+    Refuses an ``out`` that holds an input or files it did not write (:func:`previous_files`)."""
     out = Path(out)
+    check_outputs_apart(*build_paths(datasets, out))
+    previous = previous_files(out)
     media = out / MEDIA
     media.mkdir(parents=True, exist_ok=True)
     all_pairs, all_turing = [], []
@@ -124,9 +172,8 @@ def build_study(datasets: list[tuple[str, Path, Path]], out: Path, *, max_clips:
         all_pairs += p
         all_turing += t
     keep = {p[s]["file"] for p in all_pairs for s in ("left", "right")} | {t["file"] for t in all_turing}
-    for stale in media.iterdir():  # a previous build's files
-        if stale.name not in keep:
-            stale.unlink()
+    for stale in sorted(previous - keep):  # the previous build's videos this one does not list; nothing else
+        (media / stale).unlink(missing_ok=True)
     manifest = {
         "format": FORMAT,
         "about": "speechanim study set (paper 4.5): which video is which. Never served.",
@@ -156,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give one --test and one --generated per --dataset")
     if min(args.max_clips, args.pairs, args.fake, args.real) < 0:
         p.error("counts must be >= 0")
+    refuse_clashing_paths(p, *build_paths(list(zip(args.dataset, args.test, args.generated)), args.out))
+    try:
+        previous_files(args.out)  # an --out of files it did not write is a bad command line too (exit code 2)
+    except StudyBuildError as e:
+        p.error(str(e))
     try:
         manifest = build_study(list(zip(args.dataset, args.test, args.generated)), args.out,
                                max_clips=args.max_clips or None, pairs=args.pairs, fake=args.fake, real=args.real,

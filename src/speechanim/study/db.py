@@ -23,7 +23,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..fileio import write_text_atomic
+from ..fileio import check_outputs_apart, write_text_atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS participants (
@@ -47,8 +47,49 @@ EXPORT_COLUMNS = (["participant", "started", "trial"] + TRIAL_COLUMNS
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+#: Seconds a statement waits for another program's lock on the file before it fails (the server answers 503).
+BUSY_TIMEOUT_S = 1.0
+
+
 class ResponsesError(ValueError):
     """A responses file cannot be read; the message names the file and the problem."""
+
+
+class StudyDBError(ValueError):
+    """The file named for the answers is not (and cannot become) a study database; nothing was written to it."""
+
+
+def _expected_columns() -> dict[str, list[str]]:
+    """Each table of :data:`SCHEMA` and its columns, as SQLite reports them."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        return _columns(conn)
+    finally:
+        conn.close()
+
+
+def _columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """Every table, view, index and trigger of a database but SQLite's own, and a table's columns."""
+    names = conn.execute("SELECT name, type FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+    return {name: [r[1] for r in conn.execute(f"PRAGMA table_info({_quoted(name)})")] if kind == "table" else [kind]
+            for name, kind in names}
+
+
+def _quoted(name: str) -> str:
+    """An SQL identifier in double quotes (double quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _check_is_study_db(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse, before anything is written, a file that holds anything but the study's tables (an unrelated
+    database named by mistake would otherwise gain three tables and be switched to WAL mode)."""
+    found, expected = _columns(conn), _expected_columns()
+    foreign = sorted(name for name, columns in found.items() if expected.get(name) != columns)
+    if foreign:
+        raise StudyDBError(f"{path}: a SQLite database that is not a study's (it holds {', '.join(foreign[:5])}"
+                           f"{', ...' if len(foreign) > 5 else ''}); nothing was written to it: name a new file for "
+                           "the answers, or the one an earlier `speechanim study serve` wrote")
 
 
 def now() -> str:
@@ -61,10 +102,27 @@ class StudyDB:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.lock = threading.Lock()
-        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(SCHEMA)
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:
+                if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                    raise StudyDBError(f"{self.path}: not a SQLite file; nothing was written to it: name a new file "
+                                       "for the answers")
+        try:
+            self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                        timeout=BUSY_TIMEOUT_S)
+        except sqlite3.Error as e:
+            raise StudyDBError(f"{self.path}: cannot open it as the answers' SQLite file ({e})") from None
+        try:
+            _check_is_study_db(self.conn, self.path)  # only reads: the file is unchanged if it is refused
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            self.conn.close()
+            raise StudyDBError(f"{self.path}: cannot use it for the answers ({e})") from None
+        except StudyDBError:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         with self.lock:
@@ -93,6 +151,12 @@ class StudyDB:
             rows = self.conn.execute(f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials WHERE participant = ? "
                                      "ORDER BY trial", (participant,)).fetchall()
         return [dict(zip(TRIAL_COLUMNS, r)) for r in rows]
+
+    def study_of(self, participant: str) -> str | None:
+        """The id of the study set a participant was given trials from (None: no such participant)."""
+        with self.lock:
+            row = self.conn.execute("SELECT study FROM participants WHERE id = ?", (participant,)).fetchone()
+        return None if row is None else row[0]
 
     def answered(self, participant: str) -> list[int]:
         with self.lock:
@@ -167,7 +231,8 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def export_csv(db_path: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """``speechanim study export``: the responses as CSV (written atomically)."""
+    """``speechanim study export``: the responses as CSV (written atomically; never onto the database or its WAL)."""
+    check_outputs_apart({"the database": [db_path, f"{db_path}-wal", f"{db_path}-shm"]}, {"the CSV": out})
     return write_text_atomic(out, to_csv(export_rows(db_path)))
 
 

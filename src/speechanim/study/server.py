@@ -32,6 +32,7 @@ import os
 import random
 import re
 import secrets
+import sqlite3
 import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -138,16 +139,17 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``(start, end)`` inclusive of a single ``bytes=`` range; None for no header; BadRequest(416) if unsatisfiable."""
     if header is None:
         return None
-    m = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    m = re.fullmatch(r"bytes=([0-9]{0,18})-([0-9]{0,18})", header.strip())  # 18 digits: past any file's size
     if not m or m.groups() == ("", ""):
-        raise BadRequest(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, f"unsupported Range {header!r}")
+        raise BadRequest(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, f"unsupported Range {header[:80]!r}")
     first, last = m.groups()
     if first == "":  # the last N bytes
         start, end = max(0, size - int(last)), size - 1
     else:
         start, end = int(first), min(int(last), size - 1) if last else size - 1
     if start >= size or start > end:
-        raise BadRequest(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, f"Range {header!r} outside the file ({size} bytes)")
+        raise BadRequest(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                         f"Range {header[:80]!r} outside the file ({size} bytes)")
     return start, end
 
 
@@ -184,6 +186,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _error(self, e: BadRequest) -> None:
         headers = {"Cache-Control": "no-store"}
+        if e.status == HTTPStatus.SERVICE_UNAVAILABLE:
+            headers["Retry-After"] = "1"
         if self.close_connection:
             headers["Connection"] = "close"
         self._send(e.status, json.dumps({"error": str(e)}).encode(), headers=headers)
@@ -193,11 +197,11 @@ class Handler(BaseHTTPRequestHandler):
         if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
             self.close_connection = True
             raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        length = (self.headers.get("Content-Length") or "").strip()
+        if not re.fullmatch(r"[0-9]+", length):  # ASCII digits only ("²".isdigit() is true, int("²") fails)
             self.close_connection = True
             raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
-        if int(length) > MAX_BODY:
+        if len(length) > len(str(MAX_BODY)) or int(length) > MAX_BODY:  # never int() of 5,000 digits
             self.close_connection = True  # the body is not read
             raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
         raw = self.rfile.read(int(length))
@@ -205,6 +209,8 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise BadRequest(HTTPStatus.BAD_REQUEST, "body is not JSON") from None
+        except RecursionError:  # [[[[...]]]] nested deeper than the parser recurses
+            raise BadRequest(HTTPStatus.BAD_REQUEST, "body is nested too deep") from None
         if not isinstance(body, dict):
             raise BadRequest(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
         return body
@@ -230,6 +236,9 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest(HTTPStatus.NOT_FOUND, "not found")
         except BadRequest as e:
             self._error(e)
+        except sqlite3.OperationalError as e:  # another program holds a lock past the busy timeout, a full disk
+            self._error(BadRequest(HTTPStatus.SERVICE_UNAVAILABLE, f"the answers database cannot be written now "
+                                   f"({e}); nothing was saved, try again in a moment"))
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -284,9 +293,18 @@ class Handler(BaseHTTPRequestHandler):
         self._json(status, {"participant": participant, "trials": public_trials(trials),
                             "answered": self.server.db.answered(participant)})
 
-    def _participant(self, participant: str) -> None:
-        if not PARTICIPANT.fullmatch(participant):
+    def _check_participant(self, participant: str) -> None:
+        """BadRequest unless ``participant`` began this study set: 404 for no such participant, 409 for one
+        given trials from an earlier build of the set (410 Gone: its videos may be; the page starts afresh)."""
+        study = self.server.db.study_of(participant) if PARTICIPANT.fullmatch(participant) else None
+        if study is None:
             raise BadRequest(HTTPStatus.NOT_FOUND, "no such participant")
+        if study != self.server.study.id:
+            raise BadRequest(HTTPStatus.GONE, "this participant began another build of the study set (it was "
+                             "rebuilt since); start again as a new participant")
+
+    def _participant(self, participant: str) -> None:
+        self._check_participant(participant)
         trials = self.server.db.trials(participant)
         if trials is None:
             raise BadRequest(HTTPStatus.NOT_FOUND, "no such participant")
@@ -294,7 +312,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _new_participant(self) -> None:
         body = self._body()
-        if body != {"consent": True}:
+        if set(body) != {"consent"} or body["consent"] is not True:  # 1 == True in Python: only JSON true
             raise BadRequest(HTTPStatus.BAD_REQUEST, 'send {"consent": true} to take part')
         participant = secrets.token_hex(16)
         trials = self.server.study.assign(random.Random(participant))
@@ -313,6 +331,7 @@ class Handler(BaseHTTPRequestHandler):
         valid = {a for answers in ANSWERS.values() for a in answers}
         if not isinstance(answer, str) or answer not in valid:
             raise BadRequest(HTTPStatus.BAD_REQUEST, f"answer: one of {', '.join(sorted(valid))}")
+        self._check_participant(participant)
         status, answered, total = self.server.db.answer(participant, trial, answer)
         if status == "unknown":
             raise BadRequest(HTTPStatus.NOT_FOUND, "no such trial shown to this participant")

@@ -68,7 +68,7 @@ from speechanim.synth.face import FaceIdentity, random_identity, render_frames, 
 from speechanim.synth.motion import Motion, MotionStyle, motion_tracks, random_style
 from speechanim.synth.visemes import PARAMETERS, mouth_track
 
-from ..fileio import atomic_path, write_bytes_atomic
+from ..fileio import atomic_path, files_in, refuse_clashing_paths, write_bytes_atomic
 
 log = logging.getLogger("speechanim.synth.corpus")
 
@@ -443,7 +443,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "samples":  # it reads the speaker folders' files: the figure may go beside them, not over
+        refuse_clashing_paths(parser, {"the raw file": files_in([args.root], "*/*")}, {"--out": args.out})
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "speaker":

@@ -87,6 +87,14 @@ async function answer(trial, value) {
   try {
     await api("POST", "/api/answers", { participant: session.participant, trial: trial.trial, answer: value });
   } catch (error) {
+    if (error.status === 410) {  // 410: the study set was rebuilt since this participant began: start afresh
+      localStorage.removeItem(KEY);
+      session = null;
+      show("consent");
+      $("start").disabled = !$("agree").checked;
+      $("consent-status").textContent = `${error.message}.`;
+      return;
+    }
     if (error.status !== 409) {  // 409: already answered (another tab); anything else: let them retry
       $("status").textContent = `Your answer was not saved (${error.message}). Please try again.`;
       setButtons(true);
