@@ -80,7 +80,8 @@ def step_runner(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig) ->
     nets = {n: m.to(dev).train() for n, m in build_networks(variant, model_cfg).items()}
     opts, _ = build_optimisers(nets, train_cfg)
     criterion = GANLoss(variant, nets.get("frame_discriminator"), nets.get("sequence_discriminator"),
-                        train_cfg.lambda_l1)
+                        train_cfg.lambda_l1, sync_disc=nets.get("sync_discriminator"), lambda_sync=train_cfg.lambda_sync,
+                        samples_per_frame=round(model_cfg.sample_rate / 25))  # 25 fps: the corpora's rate
     b, t, (h, w) = train_cfg.batch_size, train_cfg.n_frames, model_cfg.image_size
     batch = Batch(torch.rand(b, 3, h, w, device=dev) * 2 - 1, torch.rand(b, t, 3, h, w, device=dev) * 2 - 1,
                   torch.randn(b, t, model_cfg.window, device=dev) * 0.3)

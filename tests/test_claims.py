@@ -93,6 +93,13 @@ def test_table2_and_table3_over_seeds_read_the_real_rows_once(tmp_path):
     assert tables_main(["table3", "--dataset", "ds", dirs, "--out", str(out3)]) == 0
     rows3 = {r["Method"]: r for r in csv.DictReader(out3.open())}
     assert rows3["Baseline"]["SSIM"] == "0.725 +- 0.007" and rows3["Ground Truth Videos"]["PSNR"] == "N/A"
+    assert "Beyond the paper:" not in rows and "Beyond the paper:" not in rows3  # a run without the D_sync variant
+    for folder, lse_c in zip(dirs.split(","), (1.9, 1.8)):
+        write(Path(folder), {"full_sync": summary(lse_c=lse_c)})
+    assert tables_main(["table2", "--metrics", dirs, "--out", str(out)]) == 0
+    methods = [r["Method"] for r in csv.DictReader(out.open())]
+    assert methods[-2:] == ["Beyond the paper:", "Proposed + D_sync (IJCV)"]
+    assert next(r for r in csv.DictReader(out.open()) if r["Method"].startswith("Proposed"))["LSE-C"] == "1.850 +- 0.071"
 
 
 def test_a_missing_seed_summary_is_named(tmp_path, capsys):
@@ -218,6 +225,25 @@ def test_claims_md_gives_verdicts_differences_and_intervals(tmp_path):
     out2 = tmp_path / "again.md"
     assert claims_main(["--dataset", "ds", dirs, "--resamples", "2000", "--out", str(out2)]) == 0
     assert out2.read_bytes() == out.read_bytes()  # seeded: the same scores give the same bytes
+
+
+def test_the_d_sync_variant_gets_its_own_claims_below_the_papers(tmp_path):
+    """Beyond the paper: with full_sync's scores in the folders, five claims follow the paper's under their own
+    heading; a variant clearly in better sync (LSE-C 1.9 against the full model's 1.2 and the baseline's 0.8)
+    holds, one that reads no better is not shown or contradicted by its interval."""
+    dirs = two_seeds(tmp_path)
+    for folder, lse_c in zip(dirs.split(","), (1.9, 1.8)):
+        write(Path(folder), {"full_sync": summary(lse_c=lse_c, lmd=0.010, wer=0.90)})
+    out = tmp_path / "claims.md"
+    assert claims_main(["--dataset", "ds", dirs, "--resamples", "2000", "--out", str(out)]) == 0
+    text = out.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("- ")]
+    assert len(lines) == 9 + 7 + 2 + 5
+    assert text.index("Beyond the paper") > text.index(lines[17]) and text.index("Beyond the paper") < text.index(lines[18])
+    sync = dict(zip(["lse_c full", "lmd full", "lse_c static", "lmd static", "wer full"], lines[18:]))
+    assert sync["lse_c full"].startswith("- **holds** — D_sync:") and "full+D_sync 1.85 vs full 1.2" in sync["lse_c full"]
+    assert sync["lmd static"].startswith("- **holds**")  # 0.010 against 0.026
+    assert sync["wer full"].startswith("- **contradicted**")  # 90% of words wrong against 81%
 
 
 def test_one_seed_still_gives_intervals_and_says_so(tmp_path):

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_config() -> dict:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["datasets"]["synthgrid"].update(n_speakers=3, utterances=2)
-    config["training"].update(batch_size=2, n_frames=8, steps_per_epoch=2, max_epochs=1, val_clips=2)
+    config["training"].update(batch_size=2, n_frames=14, steps_per_epoch=2, max_epochs=1, val_clips=2)  # 14: D_sync's least
     config["lipreader"] = {"epochs": 1, "batch_size": 4, "channels": [4, 8, 8], "gru_hidden": 16}
     config["syncnet"] = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "video_channels": [4, 4, 4],
                          "audio_channels": [4, 4, 4], "hidden": 8, "embedding": 8}
@@ -78,7 +78,9 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     assert table1[1].startswith("synthgrid,4,")  # 1 training speaker x 2 clips, mirrored
     table2 = list(csv.DictReader((results / "table2.csv").open()))
     assert [r["Method"] for r in table2] == ["Ground Truth Videos", "Still image", "Real video, shifted audio",
-                                             "L1 loss", "L1 + Adv_img", "L1 + Adv_img + Adv_seq"]
+                                             "L1 loss", "L1 + Adv_img", "L1 + Adv_img + Adv_seq",
+                                             "Beyond the paper:", "Proposed + D_sync (IJCV)"]
+    assert {v for k, v in table2[6].items() if k != "Method"} == {""}  # the line: no values
     assert (table2[0]["PSNR"], table2[0]["SSIM"]) == ("N/A", "N/A")  # no PSNR/SSIM for the ground truth
     assert table2[2]["PSNR"] == "N/A" and table2[2]["WER"] == "N/A"  # shifted audio: only the sync metrics
     assert 5 < float(table2[1]["PSNR"]) < 60  # the still image: one value, finite PSNR over frames 2..T
@@ -100,11 +102,11 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     table3 = list(csv.DictReader((results / "table3.csv").open()))
     assert [(r["Dataset"], r["Method"]) for r in table3] == [
         ("synthgrid", m) for m in ("Proposed Model", "Baseline", "Ground Truth Videos", "Still image",
-                                   "Real video, shifted audio")]
+                                   "Real video, shifted audio", "Beyond the paper:", "Proposed + D_sync (IJCV)")]
     assert " +- " in table3[0]["PSNR"] and " +- " not in table3[2]["WER"]  # proposed model over seeds, real once
     assert list((results / "synthgrid" / "videos" / "full").rglob("*.mp4"))
     claims = [line for line in (results / "claims.md").read_text().splitlines() if line.startswith("- ")]
-    assert len(claims) == 9 + 7 + 2, claims  # Table 2 and blinks; Table 3 and Fig. 8; the still-image controls
+    assert len(claims) == 9 + 7 + 2 + 5, claims  # Table 2 and blinks; Table 3 and Fig. 8; the controls; D_sync
     for line in claims:
         assert re.match(r"- \*\*(holds|not shown|contradicted)\*\* — ", line), line
     assert any("Table 2: L1 has the best PSNR" in line for line in claims)
@@ -129,14 +131,14 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     res = snakemake(tmp_path, "-n")
     assert res.returncode == 0, res.stderr[-3000:]
     counts = job_counts(res.stdout + res.stderr)
-    assert counts.get("train") == 8, counts  # 4 variants x 2 seeds
+    assert counts.get("train") == 10, counts  # 5 variants (the paper's 4 and D_sync) x 2 seeds
     for unchanged in ("synthgrid_speaker", "align_speaker", "pack", "lipreader", "syncnet", "table1"):
         assert unchanged not in counts, counts
     assert rerun_after(tmp_path, lambda c: c["evaluation"].update(frame_step=5)).keys() == {
         "evaluate_method", "table2", "table3", "claims", "figures", "all"}  # scoring only: no generation
     # (figures reads the full model's per-clip scores: Fig. 7's clip is picked by its blink counts)
     counts = rerun_after(tmp_path, lambda c: c["preprocess"].update(mirror_train=False))
-    assert counts["pack"] == 1 and "align_speaker" not in counts and counts["train"] == 8, counts  # the training pack
+    assert counts["pack"] == 1 and "align_speaker" not in counts and counts["train"] == 10, counts  # the training pack
     assert rerun_after(tmp_path, lambda c: c["training"].update(num_workers=3)) == {}  # not a result
     reordered = evidence_config()
     for section in ("training", "preprocess", "evaluation", "model"):

@@ -321,7 +321,8 @@ def test_user_column_and_fig9_come_from_the_responses_sqlite_or_csv(study, tmp_p
                             "--out", str(out)]) == 0
         user = {r["Method"]: r["User"] for r in csv.DictReader(out.open())}
         assert user == {"Proposed Model": cells["full"], "Baseline": cells["static"], "Ground Truth Videos": "",
-                        "Still image": "", "Real video, shifted audio": ""}
+                        "Still image": "", "Real video, shifted audio": "", "Beyond the paper:": "",
+                        "Proposed + D_sync (IJCV)": ""}
     assert tables.main(["table3", "--dataset", "tiny", str(metrics), "--out", str(tmp_path / "plain.csv")]) == 0
     assert {r["User"] for r in csv.DictReader((tmp_path / "plain.csv").open())} == {""}
 

@@ -26,7 +26,7 @@ Everything here works on CPU or GPU; :func:`device` picks CUDA when there is one
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -101,6 +101,14 @@ class ModelConfig:
     seq_disc_layers: int = 2
     seq_disc_classifier_hidden: int = 128  # "A small (2-layer) classifier" (paper, 3.2.2)
     leaky_slope: float = 0.2  # discriminators use LeakyReLU (DCGAN convention; ours)
+    # --- Synchronisation discriminator: not in the paper; the authors' journal version (Vougioukas et al.,
+    # "Realistic Speech-Driven Facial Animation with GANs", IJCV 2020), used by the full_sync variant only. ---
+    # "fixed-length snippets (corresponding to 0.2 s) of the original video and audio": 5 frames at 25 fps,
+    # the lower half of the face (the mouth), as reimplementations take it (tuantran1810/face-image-generation).
+    sync_disc_frames: int = 5
+    sync_disc_audio_s: float = 0.2  # must equal sync_disc_frames / fps (the trainer checks)
+    sync_disc_channels: int = 64    # the video encoder's first width, doubling per layer (ours: as D_img)
+    sync_disc_dim: int = 256        # each stream's embedding (tuantran1810's 256; the journal gives none)
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))  # YAML gives a list
@@ -626,8 +634,52 @@ class SequenceDiscriminator(nn.Module):
         return logits if isinstance(frames, Tensor) and not mismatched else logits.view(n, b)
 
 
+class SyncDiscriminator(nn.Module):
+    """Are this mouth and this audio in sync? The synchronisation discriminator of the authors' journal
+    version (IJCV 2020; not in the BMVC paper).
+
+    Two streams: a video-snippet encoder on the lower half of ``sync_disc_frames`` consecutive frames
+    (stacked channel-wise, the frame discriminator's layout) and an audio encoder on the same
+    ``sync_disc_audio_s`` of raw audio (the context encoder's layout, :class:`AudioFrameEncoder`), each
+    ending in a tanh embedding; "the Euclidean distance between the 2 embeddings is calculated and fed
+    into a single layer perceptron" (the journal): one logit per pair.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        h, w = cfg.image_size
+        if h % 2:
+            raise ValueError(f"the sync discriminator sees the lower half of the frame: image height {h} must be even")
+        self.frames = cfg.sync_disc_frames
+        self.video_encoder = ImageEncoder((h // 2, w), 3 * self.frames, cfg.channels(cfg.sync_disc_channels),
+                                          cfg.sync_disc_dim, leaky=True, batch_norm_first=False,
+                                          out_activation=nn.Tanh(), leaky_slope=cfg.leaky_slope)
+        audio_cfg = replace(cfg, audio_window_s=cfg.sync_disc_audio_s)
+        self.audio_samples = audio_cfg.window
+        self.audio_encoder = AudioFrameEncoder(audio_cfg, cfg.sync_disc_dim)
+        self.perceptron = nn.Linear(1, 1)
+
+    def distance(self, frames: Tensor, audio: Tensor) -> Tensor:
+        """``frames (N, n, 3, H, W)`` (whole frames; the lower half is taken here), ``audio (N, samples)``
+        -> the Euclidean distance of their embeddings ``(N,)``, divided by the square root of their size
+        (so it lies in [0, 2] whatever ``sync_disc_dim`` is, and the perceptron starts unsaturated)."""
+        n_clips, n = frames.shape[:2]
+        if n != self.frames or audio.shape[-1] != self.audio_samples:
+            raise ValueError(f"the sync discriminator takes {self.frames} frames and {self.audio_samples} audio "
+                             f"samples, got {n} and {audio.shape[-1]}")
+        mouth = frames[..., frames.shape[-2] // 2:, :]
+        video, _ = self.video_encoder(mouth.reshape(n_clips, n * mouth.shape[2], *mouth.shape[3:]))
+        sound = self.audio_encoder(audio)
+        return (video - sound).square().mean(1).add(1e-12).sqrt()
+
+    def forward(self, frames: Tensor, audio: Tensor) -> Tensor:
+        """``frames (N, n, 3, H, W)``, ``audio (N, samples)`` -> logits ``(N,)`` (in sync: real)."""
+        return self.perceptron(self.distance(frames, audio)[:, None])[:, 0]
+
+
 __all__ = [
     "ModelConfig", "device", "image_plan", "audio_plan", "init_weights", "count_parameters",
     "ImageEncoder", "AudioFrameEncoder", "IdentityEncoder", "ContextEncoder", "NoiseGenerator", "UNetBlock",
     "FrameDecoder", "IdentityCode", "GeneratorState", "Generator", "FrameDiscriminator", "SequenceDiscriminator",
+    "SyncDiscriminator",
 ]

@@ -97,11 +97,16 @@ SYNC_COLUMNS = [("LMD", "lmd", "{:.4f}"), ("Mouth r", "mouth_r", "{:.2f}"), ("LS
 BLINK_COLUMNS = [("Blinks/s", "blinks_per_s", "{:.2f}"), ("Blink (s)", "blink_duration_s", "{:.3f}")]
 # the controls every method must beat: the still image repeated, the real video with shifted audio
 CONTROL_ROWS = [("Still image", "still"), ("Real video, shifted audio", "shifted_audio")]
+#: Below a "Beyond the paper" line in Tables 2 and 3: the full model with the synchronisation discriminator of
+#: the authors' journal version (IJCV 2020; speechanim.losses), trained with every seed.
+BEYOND_LINE = "Beyond the paper:"
+BEYOND_ROWS = [("Proposed + D_sync (IJCV)", "full_sync")]
 TABLE2_ROWS = [("Ground Truth Videos", "ground_truth"), *CONTROL_ROWS, ("L1 loss", "l1"),
-               ("L1 + Adv_img", "l1_advimg"), ("L1 + Adv_img + Adv_seq", "full")]
+               ("L1 + Adv_img", "l1_advimg"), ("L1 + Adv_img + Adv_seq", "full"), *BEYOND_ROWS]
 TABLE2_COLUMNS = (["Method"] + [c for c, _, _ in METRIC_COLUMNS + SYNC_COLUMNS] + ["WER"]
                   + [c for c, _, _ in BLINK_COLUMNS])
-TABLE3_ROWS = [("Proposed Model", "full"), ("Baseline", "static"), ("Ground Truth Videos", "ground_truth"), *CONTROL_ROWS]
+TABLE3_ROWS = [("Proposed Model", "full"), ("Baseline", "static"), ("Ground Truth Videos", "ground_truth"), *CONTROL_ROWS,
+               *BEYOND_ROWS]
 #: The authors' released model, converted (speechanim import-sda; the DAG's `pretrained:`), for the datasets it is given.
 PRETRAINED_ROW = ("Authors' released model", "pretrained")
 TABLE3_COLUMNS = (["Dataset", "Method"] + [c for c, _, _ in METRIC_COLUMNS + SYNC_COLUMNS] + ["User", "WER"]
@@ -184,8 +189,24 @@ def seed_cells(metrics_dirs: str | os.PathLike | list, name: str, ablation_dirs:
     return metric_cells(read_seeds(metrics_dirs, name))
 
 
+def with_beyond_line(rows: list[dict[str, str]], extra: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """``rows`` with the "Beyond the paper:" line (a row with no values) before the first row beyond it."""
+    first = next((i for i, r in enumerate(rows) if r["Method"] in {label for label, _ in BEYOND_ROWS}), None)
+    if first is None:
+        return rows
+    return rows[:first] + [{**(extra or {}), "Method": BEYOND_LINE}] + rows[first:]
+
+
+def present(rows: list[tuple[str, str]], metrics_dirs: str | os.PathLike | list) -> list[tuple[str, str]]:
+    """``rows`` less the beyond-the-paper ones that were not scored (a run from before the variant existed)."""
+    first = seed_folders(metrics_dirs)[0]
+    return [(label, name) for label, name in rows
+            if (label, name) not in BEYOND_ROWS or (first / f"{name}.json").is_file()]
+
+
 def table2_rows(metrics_dirs: str | os.PathLike | list, ablation_dirs: str | list | None = None) -> list[dict[str, str]]:
-    return [{"Method": label, **seed_cells(metrics_dirs, name, ablation_dirs)} for label, name in TABLE2_ROWS]
+    return with_beyond_line([{"Method": label, **seed_cells(metrics_dirs, name, ablation_dirs)}
+                             for label, name in present(TABLE2_ROWS, metrics_dirs)])
 
 
 def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list,
@@ -198,8 +219,9 @@ def table3_rows(dataset: str, metrics_dirs: str | os.PathLike | list,
         from .study.analysis import user_cells
 
         user = user_cells(responses, dataset)
-    return [{"Dataset": dataset, "Method": label, "User": user.get(name, ""),
-             **seed_cells(metrics_dirs, name)} for label, name in rows]
+    return with_beyond_line([{"Dataset": dataset, "Method": label, "User": user.get(name, ""),
+                              **seed_cells(metrics_dirs, name)} for label, name in present(rows, metrics_dirs)],
+                            {"Dataset": dataset})
 
 
 def _reads(args: argparse.Namespace) -> dict[str, list[str]]:

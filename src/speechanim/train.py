@@ -8,11 +8,13 @@
 
 Variants (``--variant``; paper Table 2 and section 4.4):
 
-``l1``         the generator alone, lower-half L1 loss only (no discriminator)
-``l1_advimg``  L1 + the frame discriminator's adversarial loss
-``full``       L1 + frame + sequence discriminators: the proposed model
+``l1``         the generator alone, L1 loss on the entire frame only (no discriminator; Fig. 4a)
+``l1_advimg``  lower-half L1 + the frame discriminator's adversarial loss
+``full``       lower-half L1 + frame + sequence discriminators: the proposed model
 ``static``     the static baseline: ``ModelConfig.static`` (each frame from its own audio window and
-               the still, no GRU state), L1 + frame adversarial loss
+               the still, no GRU state), lower-half L1 + frame adversarial loss
+``full_sync``  beyond the paper: ``full`` + the synchronisation discriminator of the authors' journal
+               version (IJCV 2020; speechanim.losses)
 
 One step: the generator makes a video from each clip's still and audio window; the discriminators
 take one Adam step on ``BCE(D(real), 1) + BCE(D(fake), 0)``; then the generator takes one on
@@ -74,8 +76,10 @@ from tqdm import tqdm
 from .fileio import atomic_open, atomic_path, refuse_clashing_paths, remove_stale_temporaries
 from .options import parse_overrides
 from .checkpoint import CheckpointError, load_checkpoint, model_config_dict, save_checkpoint
-from .losses import VARIANT_TERMS, Batch, GANLoss
-from .models import FrameDiscriminator, Generator, ModelConfig, SequenceDiscriminator, count_parameters, device
+from .audio import samples_per_frame
+from .losses import VARIANT_TERMS, Batch, GANLoss, min_snippet_steps
+from .models import (FrameDiscriminator, Generator, ModelConfig, SequenceDiscriminator, SyncDiscriminator,
+                     count_parameters, device)
 from .packing import TrainingWindows, WholeClips, clip_keys, worker_init
 
 VARIANTS = tuple(VARIANT_TERMS)
@@ -133,6 +137,12 @@ class TrainConfig:
     # Weight of a matching-aware term for the sequence discriminator: it also judges each real video
     # with another clip's audio as fake (speechanim.losses). The paper: 0 (equation 1 has no such term).
     seq_disc_mismatch: float = 0.0
+    # The synchronisation discriminator (the full_sync variant; not the paper's: its journal version, IJCV 2020):
+    # its weight in the generator's loss, the journal's lambda_sync = 0.8 (speechanim.losses.LAMBDA_SYNC), and
+    # its learning rate, the journal's 1e-5 (a tenth of its generator's 1e-4), fixed like the sequence
+    # discriminator's (the journal gives the two the same rate).
+    lambda_sync: float = 0.8
+    lr_sync_disc: float = 1e-5
     # Arithmetic of the training steps: "fp32", or "bf16" (torch.autocast: convolutions and matrix
     # products in bfloat16, weights, optimiser state and losses in fp32), 1.3-1.45x faster on CPUs with
     # AMX / AVX-512 BF16 (../README "Training cost"). Validation always runs in fp32. Ours; the paper: fp32.
@@ -142,7 +152,9 @@ class TrainConfig:
         self.betas = (float(self.betas[0]), float(self.betas[1]))  # JSON gives a list
         checks = [
             (self.lambda_l1 >= 0, "lambda_l1 must be >= 0"),
-            (min(self.lr_generator, self.lr_frame_disc, self.lr_seq_disc) > 0, "learning rates must be > 0"),
+            (min(self.lr_generator, self.lr_frame_disc, self.lr_seq_disc, self.lr_sync_disc) > 0,
+             "learning rates must be > 0"),
+            (self.lambda_sync >= 0, "lambda_sync must be >= 0"),
             (0 <= self.lr_decay < 1, "lr_decay must lie in [0, 1)"),
             (all(0 <= b < 1 for b in self.betas), "betas must lie in [0, 1)"),
             (self.patience >= 1, "patience must be >= 1"),
@@ -232,6 +244,8 @@ def build_networks(variant: str, model_cfg: ModelConfig) -> dict[str, nn.Module]
         nets["frame_discriminator"] = FrameDiscriminator(model_cfg)
     if "seq" in VARIANT_TERMS[variant]:
         nets["sequence_discriminator"] = SequenceDiscriminator(model_cfg)
+    if "sync" in VARIANT_TERMS[variant]:
+        nets["sync_discriminator"] = SyncDiscriminator(model_cfg)
     for name in CHANNELS_LAST:
         if name in nets:
             nets[name].to(memory_format=torch.channels_last)
@@ -262,16 +276,17 @@ def differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
 
 def build_optimisers(nets: dict[str, nn.Module], cfg: TrainConfig):
     """Adam for each network (3.3); LambdaLR schedules: generator and frame discriminator decay
-    after ``lr_decay_start`` epochs, the sequence discriminator stays fixed."""
+    after ``lr_decay_start`` epochs, the sequence (and synchronisation) discriminator stays fixed."""
     rates = {"generator": cfg.lr_generator, "frame_discriminator": cfg.lr_frame_disc,
-             "sequence_discriminator": cfg.lr_seq_disc}
+             "sequence_discriminator": cfg.lr_seq_disc, "sync_discriminator": cfg.lr_sync_disc}
     opts = {name: torch.optim.Adam(net.parameters(), lr=rates[name], betas=cfg.betas) for name, net in nets.items()}
 
     def decaying(i: int) -> float:  # LambdaLR's counter i = epochs finished, so this is epoch i + 1
         return lr_factor(i + 1, cfg.lr_decay_start, cfg.lr_decay)
 
-    scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, decaying if name != "sequence_discriminator" else
-                                                      (lambda i: 1.0)) for name, opt in opts.items()}
+    fixed = ("sequence_discriminator", "sync_discriminator")
+    scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, decaying if name not in fixed else (lambda i: 1.0))
+              for name, opt in opts.items()}
     return opts, scheds
 
 
@@ -376,10 +391,11 @@ def check_replicas(nets: dict[str, nn.Module], d: Dist) -> None:
         raise TrainingError(f"the processes' weights differ after synchronisation: {everyone}")
 
 
-HISTORY_COLUMNS = ["epoch", "steps", "g_total", "g_l1", "g_adv_img", "g_adv_seq", "d_img", "d_seq",
-                   "d_img_real", "d_img_fake", "d_seq_real", "d_seq_fake", "d_seq_mismatched",
-                   "val_psnr", "val_l1", "val_l1_lower", "lr_generator", "lr_frame_discriminator",
-                   "lr_sequence_discriminator", "best", "seconds"]
+HISTORY_COLUMNS = ["epoch", "steps", "g_total", "g_l1", "g_adv_img", "g_adv_seq", "g_adv_sync", "d_img", "d_seq",
+                   "d_sync", "d_img_real", "d_img_fake", "d_seq_real", "d_seq_fake", "d_seq_mismatched",
+                   "d_sync_real", "d_sync_shifted", "d_sync_fake", "val_psnr", "val_l1", "val_l1_lower",
+                   "lr_generator", "lr_frame_discriminator", "lr_sequence_discriminator", "lr_sync_discriminator",
+                   "best", "seconds"]
 
 
 def write_history(history: list[dict], out: Path) -> None:
@@ -400,11 +416,11 @@ def plot_history(history: list[dict], out: Path, title: str) -> None:
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     panels = [(axes[0], ["g_l1"], "generator L1 (lower half)"),
-              (axes[0].twinx(), ["g_adv_img", "g_adv_seq"], "generator adversarial"),
-              (axes[1], ["d_img", "d_seq"], "discriminator loss"),
+              (axes[0].twinx(), ["g_adv_img", "g_adv_seq", "g_adv_sync"], "generator adversarial"),
+              (axes[1], ["d_img", "d_seq", "d_sync"], "discriminator loss"),
               (axes[2], ["val_psnr"], "validation PSNR (dB)"),
               (axes[2].twinx(), ["val_l1", "val_l1_lower"], "validation L1")]
-    styles = iter(["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7"])
+    styles = iter([f"C{i}" for i in range(10)])
     for ax, keys, label in panels:
         for k in keys:
             ys = [r.get(k) for r in history]
@@ -429,7 +445,6 @@ def copy_atomic(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-DISCRIMINATORS = ("frame_discriminator", "sequence_discriminator")
 # ----------------------------------------------------------------------------------------------
 # Checkpoint files: work/last.pt commits an epoch, and the best epoch's weights always match it
 
@@ -504,6 +519,7 @@ def verified_best(best_path: Path, best_epoch: int) -> Path:
     return best_path
 
 
+DISCRIMINATORS = ("frame_discriminator", "sequence_discriminator", "sync_discriminator")
 
 
 def train_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], criterion: GANLoss, batch: Batch,
@@ -533,7 +549,8 @@ def train_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer
         p.requires_grad_(False)
     try:
         loss_g, g_parts = criterion.generator(batch, fake, frame_disc=unwrap(nets.get("frame_discriminator")),
-                                              seq_disc=unwrap(nets.get("sequence_discriminator")))
+                                              seq_disc=unwrap(nets.get("sequence_discriminator")),
+                                              sync_disc=unwrap(nets.get("sync_discriminator")))
         if check:
             check(g_parts)
         opts["generator"].zero_grad(set_to_none=True)
@@ -720,8 +737,13 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
         nets = {n: DistributedDataParallel(m, device_ids=[d.device.index] if cuda else None,
                                            broadcast_buffers=n == "generator") for n, m in nets.items()}
     G = nets["generator"]
+    if "sync_discriminator" in nets and tcfg.n_frames < min_snippet_steps(mcfg.sync_disc_frames):
+        raise TrainingError(f"the sync discriminator's out-of-sync audio comes from the same window, at least "
+                            f"{mcfg.sync_disc_frames} frames away: n_frames must be >= "
+                            f"{min_snippet_steps(mcfg.sync_disc_frames)}, got {tcfg.n_frames}")
     criterion = GANLoss(variant, nets.get("frame_discriminator"), nets.get("sequence_discriminator"), tcfg.lambda_l1,
-                        tcfg.seq_disc_mismatch)
+                        tcfg.seq_disc_mismatch, nets.get("sync_discriminator"), tcfg.lambda_sync,
+                        samples_per_frame(mcfg.sample_rate, fps) if "sync_discriminator" in nets else None)
     better = (lambda a, b: a > b) if VAL_METRICS[tcfg.val_metric] == "max" else (lambda a, b: a < b)
 
     def payload(rngs: list[dict]) -> dict[str, Any]:
@@ -774,7 +796,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
                 plot_history(history, out, f"{dataset} / {variant}")
                 plotted = time.time()
         log(f"epoch {epoch}: L1 {row['g_l1']:.4f}"
-            + "".join(f", {k} {row[k]:.3f}" for k in ("d_img", "d_seq", "g_adv_img", "g_adv_seq") if k in row)
+            + "".join(f", {k} {row[k]:.3f}" for k in ("d_img", "d_seq", "d_sync", "g_adv_img", "g_adv_seq", "g_adv_sync") if k in row)
             + f"; val PSNR {row['val_psnr']:.2f} dB, L1 {row['val_l1']:.4f}"
             + (" (best)" if improved else f" (best {best['value']:.4g} at epoch {best['epoch']})")
             + f"; {row['seconds']:.0f} s")

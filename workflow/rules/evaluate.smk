@@ -64,7 +64,7 @@ rule evaluate_method:
         json=f"{RESULTS}/{{run}}/metrics/{{method}}.json",
         clips=f"{RESULTS}/{{run}}/metrics/{{method}}.csv",  # per clip
     wildcard_constraints:
-        method="ground_truth|still|shifted_audio|l1|l1_advimg|full|static|pretrained",
+        method="ground_truth|still|shifted_audio|l1|l1_advimg|full|static|full_sync|pretrained",
     params:
         args=evaluate_args,
         generated=lambda wc, input: shell_args("--generated", input.generated) if input.generated else "",

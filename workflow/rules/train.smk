@@ -3,7 +3,8 @@
 
 
 rule train:
-    """The temporal GAN (full, l1, l1_advimg) or the static baseline, on one dataset with one seed."""
+    """The temporal GAN (full, l1, l1_advimg), the static baseline, or beyond the paper the full model with the
+    journal version's sync discriminator (full_sync), on one dataset with one seed."""
     input:
         train=lambda wc: packed(dataset_of(wc.run), "train"),
         val=lambda wc: packed(dataset_of(wc.run), "val"),
@@ -15,7 +16,7 @@ rule train:
         # every epoch's checkpoint, for the learning curves (training.keep_epochs)
         [directory(f"{RESULTS}/{{run}}/models/{{variant}}/epochs")] if config["training"].get("keep_epochs") else [],
     wildcard_constraints:
-        variant="l1|l1_advimg|full|static",
+        variant="l1|l1_advimg|full|static|full_sync",
     params:
         dataset=lambda wc: dataset_of(wc.run),
         out=lambda wc: f"{RESULTS}/{wc.run}/models/{wc.variant}",
