@@ -268,7 +268,6 @@ def checkpoint_with(ckpt: Path, path: Path, *, config: dict | None = None, weigh
 BLACK_VIDEOS = {
     "nan-in-a-float-wav": (dict(audio="nan.wav"), r"nan\.wav: .*NaN or infinite samples"),
     "inf-in-a-float-wav": (dict(audio="inf.wav"), r"inf\.wav: .*NaN or infinite samples"),
-    "gain-nan-streamed": (dict(extra=["--stream", "--gain", "nan", "--idle", "0.2"]), "gain must be a finite number"),
     "noise-std-nan": (dict(checkpoint="noise.pt"), r"noise\.pt: its model_config: noise_std must be a finite number, "
                                                    "got nan"),
     "a-nan-weight": (dict(checkpoint="weight.pt"), r"weight\.pt: generator weight frame_decoder\.to_rgb\.weight "
@@ -293,6 +292,18 @@ def test_nan_in_audio_gain_or_checkpoint_is_refused_instead_of_a_black_video(ckp
     err = capfd.readouterr().err
     assert rc == 1 and re.search(message, err), err
     assert "Traceback" not in err and not out.exists() and snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("gain", ["nan", "inf", "0", "-2", "loud"])
+def test_a_bad_gain_is_refused_before_any_file_is_opened(ckpt, inputs, tmp_path, capsys, gain):
+    """``--gain nan`` made a black video; refused by the option itself, before --frames-out or -o is created."""
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        cli(["animate", "--stream", "--image", str(inputs["image"]), "--audio", str(inputs["wav"]), "--checkpoint",
+             str(ckpt), "-o", str(tmp_path / "out.mp4"), "--frames-out", str(tmp_path / "frames.y4m"), "--gain", gain])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and f"--gain: {gain!r} is not a finite number above 0" in err, err
+    assert snapshot(tmp_path) == before
 
 
 def test_every_audio_reader_refuses_nan_samples(tmp_path):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import __version__
-from .options import port_number, positive_seconds, sample_rate_hz
+from .options import port_number, positive_gain, positive_seconds, sample_rate_hz
 
 __all__ = ["main"]
 
@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--frames-out", default=None, metavar="PATH",
                       help="also write each frame as soon as it is made, as a YUV4MPEG2 stream (- = stdout), "
                            "e.g. | ffplay -  or  | mpv -")
-    live.add_argument("--gain", type=float, default=1.0,
+    live.add_argument("--gain", type=positive_gain, default=1.0,
                       help="scale the live samples by this (a stream cannot be peak-normalised; default %(default)s)")
     live.add_argument("--idle", type=positive_seconds, default=2.0,
                       help="a growing WAV ends after this many seconds without new data (default %(default)s)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,17 @@ def positive_seconds(text: str) -> float:
         return check_seconds(text, "seconds")
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds above 0") from None
+
+
+def positive_gain(text: str) -> float:
+    """argparse type: a finite factor above 0 (``--gain nan`` made a black video), checked before any file opens."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number above 0")
+    return value
 
 
 def port_number(text: str) -> int:
