@@ -1,32 +1,40 @@
-# Two commands on a fresh clone:  make table3  (the main job)  and  make test.
-# Both create .venv with the pinned dependencies if it is missing. No conda or system ffmpeg needed.
+# On a fresh clone:  make setup  then  make test  (what CI runs: .ci/run)  and  make table3  (the main job).
+# Every target creates .venv with the pinned dependencies if it is missing. No conda or system ffmpeg needed.
+# Each target's line in `make help` is the `## ` comment after its name (tests/test_docs.py checks every target has one).
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= 8
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.speechanim-installed
 
-.PHONY: venv table3 report test dag clean-results
+.PHONY: help setup venv table3 report test dag docs
 
-venv: $(STAMP)
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z][a-z0-9_-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## .venv with the pinned dependencies, and the Debian packages the tests drive (apt-get as root; else names them)
+	bash tests/system-packages.sh
+
+venv: $(STAMP) ## .venv with the pinned dependencies only
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade-strategy only-if-needed -e '.[test,slurm]'
 	touch $@
 
-# The main job: every table, figure and claim for the configured datasets (snakemake's default target, all).
-table3: $(STAMP)
+table3: $(STAMP) ## the main job: every table, figure and claim for the configured datasets (snakemake's default target)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) \
 	  || { echo "make table3: a job failed; its log is named above (rule logs: logs/<stage>/..., logs_dir in config.yaml)." \
 	       "After fixing it, rerun make table3 (a killed run: snakemake --cores $(CORES) --rerun-incomplete)" >&2; exit 1; }
 
-# The HTML report of a finished run: Tables 1-3, the claims, every figure, the corpus samples, the training curves.
-report: $(STAMP)
+report: $(STAMP) ## results/report.html of a finished run: tables, claims, figures, corpus samples, training curves
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --report results/report.html
 
-test: $(STAMP)
+test: $(STAMP) ## the test suite (run make setup first on a fresh machine)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
-dag: $(STAMP)
+dag: $(STAMP) ## results/dag.dot: the DAG as Graphviz (dot -Tpng results/dag.dot > dag.png)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --dag | sed -n '/^digraph/,$$p' > results/dag.dot
+
+docs: $(STAMP) ## rewrite the tables in README.md and docs/*.md that are copied from committed CSV files
+	$(BIN)/python tests/docs_tables.py --write

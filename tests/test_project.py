@@ -158,7 +158,7 @@ def test_paper_config_restores_the_papers_values():
 
 
 def test_curves_config_carries_the_evidence_runs_training_on(tmp_path):
-    """workflow/configs/curves.yaml, layered over evidence.yaml (README, "Learning curves"), trains l1, full and
+    """workflow/configs/curves.yaml, layered over evidence.yaml (docs/research-notes.md, "Learning curves"), trains l1, full and
     static with seed 0 under its own results folder with the evidence run's settings but more epochs, no early
     stop and the decay held back past the evidence run's last epoch: so its first epochs are the evidence run's."""
     import json
@@ -183,7 +183,7 @@ def test_curves_config_carries_the_evidence_runs_training_on(tmp_path):
 
 
 def test_evidence_config_trains_scores_and_claims_with_three_seeds(tmp_path):
-    """The README's evidence command: 5 variants (the paper's 4 and D_sync) x 3 seeds trained, generated and scored; the real videos
+    """The evidence command (docs/evidence-runs.md): 5 variants (the paper's 4 and D_sync) x 3 seeds trained, generated and scored; the real videos
     and the controls once; a training seed in `training` is refused (the seeds come from `seeds`)."""
     res = _snakemake("-n", "--configfile", "workflow/configs/evidence.yaml", "--config", f"data_dir={tmp_path}/data",
                      f"results_dir={tmp_path}/results", "--quiet", "rules", "--", f"{tmp_path}/results/claims.md")

@@ -1,6 +1,6 @@
-"""Every command in the README's shell blocks is run (the quick ones) or dry-run (the DAG, cluster and
-install ones) here, so a command that no longer works fails the suite. A new command must be given a
-way to be checked in HOW (the first test fails otherwise)."""
+"""Every command in the shell blocks of the README and of the docs pages (docs/*.md) is run (the quick ones) or
+dry-run (the DAG, cluster and install ones) here, so a command that no longer works fails the suite. A new
+command must be given a way to be checked in HOW (the first test fails otherwise)."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -21,16 +21,22 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def documented_pages() -> list[Path]:
+    """The README and the docs pages (not the committed runs' own notes under docs/<run>/)."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def readme_commands() -> list[str]:
-    """The commands of the README's ```sh blocks (comments and blank lines dropped)."""
-    text = (REPO / "README.md").read_text()
+    """The commands of the ```sh blocks of the README and the docs pages (comments and blank lines dropped),
+    each once, in order of appearance."""
     commands = []
-    for block in re.findall(r"```(?:sh|bash|shell)\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            line = line.split("  #")[0].strip()
-            if line and not line.startswith("#"):
-                commands.append(line)
-    return commands
+    for page in documented_pages():
+        for block in re.findall(r"```(?:sh|bash|shell)\n(.*?)```", page.read_text(), re.S):
+            for line in block.splitlines():
+                line = line.split("  #")[0].strip()
+                if line and not line.startswith("#"):
+                    commands.append(line)
+    return list(dict.fromkeys(commands))
 
 
 def run(args: list[str], cwd: Path = REPO, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
@@ -154,7 +160,7 @@ def stream_pipe(command: str, tmp_path: Path) -> None:
 
 
 HOW = [
-    (r"make (table3|test|report|dag)$", make_dry_run),
+    (r"make (setup|help|table3|test|report|dag|docs)$", make_dry_run),
     (r"speechanim import-sda ", import_sda),
     (r"ffmpeg -i \S+ .*\| speechanim animate --stream ", stream_pipe),
     (r"speechanim animate ", animate),
@@ -173,7 +179,8 @@ def how(command: str):
 
 def test_every_readme_command_has_a_check():
     commands = readme_commands()
-    assert len(commands) >= 8
+    assert len(commands) >= 20  # the README's and the docs pages'
+    assert {"make setup", "make test", "python -m pytest"} <= set(commands)
     assert [c for c in commands if how(c) is None] == []
 
 

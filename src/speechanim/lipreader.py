@@ -25,7 +25,7 @@ lexicon-constrained decoder in the spirit of LipNet's beam search with a languag
 own beam search is left out).  Evaluation reports the WER under both.  WER is the word-level edit
 distance summed over clips divided by the number of reference words; CER likewise on characters.
 
-Its cost, learning curve and WER on the embedded corpus are in the README ("The lipreader").
+Its cost, learning curve and WER on the embedded corpus are in docs/research-notes.md ("The lipreader's learning curve").
 
 CLI (the Snakemake rules call exactly these)::
 
@@ -307,7 +307,7 @@ class LipReaderConfig:
     time_stretch: float = 0.0
     time_mask: int = 0
     # ema: validate and keep an exponential moving average of the weights (decay per step; 0 = the
-    # weights as trained): it smooths their step-to-step noise (README: test WER with and without).
+    # weights as trained): it smooths their step-to-step noise (docs/research-notes.md: test WER with and without).
     # LipNet: none.
     ema: float = 0.0
     # Decoding: "greedy" (best path) or "grid" (the best path through GRID's six-slot grammar,

@@ -22,7 +22,7 @@ Implementation notes:
 * ``seq_mismatch`` (ours; 0, the paper's equation 1, by default): the sequence discriminator also
   judges each real video with another clip's audio, as fake, with this weight (a matching-aware
   discriminator, Reed et al. 2016). Trained on equation 1 alone it need not read the audio at all, and
-  here it does not (README, "Does the sequence discriminator hear the speech?").
+  here it does not (docs/discriminators-and-sync.md).
 * ``sync`` (ours, after the authors' journal version, IJCV 2020; the ``full_sync`` variant only): a
   synchronisation discriminator D_sync judges ``sync_disc_frames`` consecutive frames (0.2 s) with the
   same 0.2 s of audio. Real frames with their own audio are real; the same real frames with audio from

@@ -145,7 +145,7 @@ class TrainConfig:
     lr_sync_disc: float = 1e-5
     # Arithmetic of the training steps: "fp32", or "bf16" (torch.autocast: convolutions and matrix
     # products in bfloat16, weights, optimiser state and losses in fp32), 1.3-1.45x faster on CPUs with
-    # AMX / AVX-512 BF16 (../README "Training cost"). Validation always runs in fp32. Ours; the paper: fp32.
+    # AMX / AVX-512 BF16 (docs/configuration.md, training.precision). Validation always runs in fp32. Ours; the paper: fp32.
     precision: str = "fp32"
 
     def __post_init__(self) -> None:

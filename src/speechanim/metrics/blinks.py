@@ -30,7 +30,7 @@ Blink detection:
   frames at 25 fps; ``min_frames`` overrides it).  A human blink takes 0.1-0.4 s: on the eight
   grid-mini clips and the embedded default's 24 real test clips every blink is 2-10 frames below the
   threshold, while a generator's one-frame flicker over the eyes (speckle that mediapipe reads as a
-  shut lid) is the most common false blink (README, "Blinks").  A run cut by the clip's start or end
+  shut lid) is the most common false blink (docs/results.md, "Blinks").  A run cut by the clip's start or end
   counts, with the duration seen.  Frames without landmarks (NaN) are not closed: they end a run.
 * **Rate** = blinks / clip duration (``T / fps``), in blinks per second; **mean duration** = the
   mean run length / ``fps`` in seconds (NaN when there is no blink).
