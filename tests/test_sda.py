@@ -196,21 +196,23 @@ def _batch_norm(x: torch.Tensor, state: dict, prefix: str) -> torch.Tensor:
 AUTHORS_AUDIO = [(16, 32), (2, 1), (2, 1), (2, 1), (5, 3)]
 
 
-def authors_forward(d: dict, still: torch.Tensor, audio: torch.Tensor, noise: torch.Tensor) -> tuple:
+def authors_forward(d: dict, still: torch.Tensor, audio: torch.Tensor, noise: torch.Tensor,
+                    audio_layers: list[tuple[int, int]] = AUTHORS_AUDIO) -> tuple:
     """The authors' VideoAnimator networks in eval mode, applied layer by layer with torch.nn.functional
     to their state dicts ``d`` as sda/sda.py, rnn_audio.py, encoder_audio.py, encoder_image.py and
     img_generator.py lay them out (written here from those files' layer order, not calling this project):
     ``still (B, 3, H, W)``, ``audio (B, T, samples)``, ``noise (B, T, aux)`` -> z_id ``(B, id)`` and
-    frames ``(B, T, 3, H, W)``."""
+    frames ``(B, T, 3, H, W)``. ``audio_layers``: (stride, padding) of the audio CNN's strided convs
+    (:data:`AUTHORS_AUDIO`: 16 kHz, 0.2 s)."""
     f = torch.nn.functional
     enc, ident, gen = d["encoder"], d["encoder_id"], d["generator"]
     b, t = audio.shape[:2]
     # audio: strided conv + BN + ReLU layers, then a full-length conv + tanh; then a 2-layer GRU
     x = audio.reshape(b * t, 1, -1)
-    for i, (stride, pad) in enumerate(AUTHORS_AUDIO):
+    for i, (stride, pad) in enumerate(audio_layers):
         x = f.conv1d(x, enc[f"encoder.cl.{i}.weight"], enc[f"encoder.cl.{i}.bias"], stride=stride, padding=pad)
         x = torch.relu(_batch_norm(x, enc, f"encoder.activations.{i}.0"))
-    n = len(AUTHORS_AUDIO)
+    n = len(audio_layers)
     x = torch.tanh(f.conv1d(x, enc[f"encoder.cl.{n}.weight"], enc[f"encoder.cl.{n}.bias"]))
     z = _gru(_gru(x.view(b, t, -1), enc, "rnn", 0), enc, "rnn", 1)
     # the still: 4x4 stride-2 convs (no bias) + BN + ReLU, keeping each map; a whole-map conv + tanh
@@ -235,16 +237,10 @@ def authors_forward(d: dict, still: torch.Tensor, audio: torch.Tensor, noise: to
     return z_id, x.view(b, t, *x.shape[1:])
 
 
-def test_converted_generator_computes_what_the_authors_networks_compute(tmp_path):
-    """A forward pass of the converted generator against the authors' networks written out here with
-    torch.nn.functional (:func:`authors_forward`) on the same random weights: a kernel landed
-    mirrored, transposed or in another layer, a channel order or a skip joined wrongly, which the
-    one-constant-per-tensor test cannot see, gives other numbers. The weights are the fake file's,
-    rescaled so that every layer passes on a signal (convs He's N(0, 2 / fan-in), batch-norm scales
-    ~ 1), not one that fades into the batch norms' constant biases (where a mirrored kernel would
-    change little but the borders)."""
-    src = fake_dat(tmp_path / "grid.dat")
-    d = torch.load(src, weights_only=False)
+def lively(d: dict) -> dict:
+    """Rescale a :func:`fake_dat` file's weights in place so that every layer passes on a signal: conv
+    kernels He's N(0, 2 / fan-in), batch-norm scales ~ 1 (fake_dat's N(0, 0.1^2) fade into the batch
+    norms' constant biases, where a mirrored kernel would change little but the borders). Returns ``d``."""
     for module in ("encoder", "encoder_id", "generator"):
         for key, value in d[module].items():
             if value.dim() >= 3:  # a conv kernel, N(0, 0.1^2) in fake_dat: fan-in = input channels x kernel size
@@ -252,6 +248,17 @@ def test_converted_generator_computes_what_the_authors_networks_compute(tmp_path
                 value.mul_((2 / fan_in) ** 0.5 / 0.1)
             elif value.dim() == 1 and key.endswith(".weight"):  # a batch-norm scale
                 value.add_(1.0)
+    return d
+
+
+def test_converted_generator_computes_what_the_authors_networks_compute(tmp_path):
+    """A forward pass of the converted generator against the authors' networks written out here with
+    torch.nn.functional (:func:`authors_forward`) on the same random weights: a kernel landed
+    mirrored, transposed or in another layer, a channel order or a skip joined wrongly, which the
+    one-constant-per-tensor test cannot see, gives other numbers. The weights are the fake file's,
+    rescaled so that every layer passes on a signal (:func:`lively`)."""
+    src = fake_dat(tmp_path / "grid.dat")
+    d = lively(torch.load(src, weights_only=False))
     torch.save(d, src)
     gen = Animator(convert_file(src, tmp_path / "grid.pt"), device="cpu").generator
     rng = torch.Generator().manual_seed(1)
@@ -277,15 +284,17 @@ def test_converted_model_animates_a_clip_aligned_to_its_mean_face(tmp_path, grid
     assert video.shape == (len(audio) // 640, 64, 48, 3)  # floor(samples / stride), as theirs (ours: ceil)
     assert len(video) in (74, 75)
     assert video.std() > 1.0
-    # the still is aligned so that its five stable points sit on mean_face's (68-point 33, 36, 39, 42, 45)
-    from speechanim.align import STABLE_POINTS, AlignConfig, align_image
+    # the still is aligned so that its five stable points sit on mean_face's (68-point 33, 36, 39, 42, 45:
+    # FaceMesh STABLE_POINTS_68)
+    from speechanim.align import STABLE_POINTS_68, AlignConfig, align_image
 
     target = torch.load(out, weights_only=True)["alignment"]["stable_points"]
-    aligned = align_image(frames[0], AlignConfig(size=(64, 48), stable_target=tuple(map(tuple, target))))
+    aligned = align_image(frames[0], AlignConfig(size=(64, 48), stable_target=tuple(map(tuple, target)),
+                                                 stable_points=STABLE_POINTS_68))
     np.testing.assert_array_equal(animator.align(frames[0]), aligned.frames[0])
     ours = align_image(frames[0], AlignConfig(size=(64, 48))).frames[0]
     assert np.abs(ours.astype(int) - aligned.frames[0]).mean() > 10
-    assert np.abs(aligned.landmarks[0][list(STABLE_POINTS)] - np.asarray(target)).max() < 3.0
+    assert np.abs(aligned.landmarks[0][list(STABLE_POINTS_68)] - np.asarray(target)).max() < 3.0
     # full-scale audio, as the authors: half as loud is a different input (peak normalisation would hide it)
     assert not np.array_equal(animator.prepare_audio(audio, 16000), animator.prepare_audio(audio * 0.5, 16000))
 

@@ -56,6 +56,7 @@ __all__ = [
     "MOUTH_POINTS",
     "N_LANDMARKS",
     "STABLE_POINTS",
+    "STABLE_POINTS_68",
     "align_image",
     "align_video",
     "detect_landmarks",
@@ -76,6 +77,16 @@ N_LANDMARKS = 478
 #: nose tip (68-point index 33), eye corners on the image's left, outer 33 and inner 133
 #: (68-point 36 and 39), eye corners on the image's right, inner 362 and outer 263 (42 and 45).
 STABLE_POINTS: tuple[int, ...] = (1, 33, 133, 362, 263)
+
+#: The authors' stable points (sda/sda.py ``stablePntsIDs``, 68-point 33, 36, 39, 42, 45: the bottom of
+#: the nose (subnasale) and the same four eye corners) as FaceMesh points, used for the models imported
+#: from their files (:mod:`speechanim.sda`). From the published correspondence of Peizhi Yan's
+#: Mediapipe_2_Dlib_Landmarks (github.com/PeizhiYan/Mediapipe_2_Dlib_Landmarks, mediapipe2dlib/mp2dlib.py,
+#: ``mp2dlib_correspondence``: its rows 34, 37, 40, 43 and 46, numbered from 1, are FaceMesh 2, 33, 133,
+#: 362 and 263). Only the nose differs from :data:`STABLE_POINTS`: FaceMesh 1 is the tip of the nose,
+#: 2 the subnasale below it. This project's own models keep :data:`STABLE_POINTS` (their training data
+#: were aligned with it).
+STABLE_POINTS_68: tuple[int, ...] = (2, 33, 133, 362, 263)
 
 #: Eye corners, used to check an alignment: image-left outer/inner, image-right inner/outer.
 EYE_POINTS: tuple[int, ...] = (33, 133, 362, 263)
@@ -206,8 +217,10 @@ class AlignConfig:
         authors' ``skimage.transform.warp``), ``replicate`` or ``reflect``.
     backend: ``cv2`` (``cv2.warpAffine``, the fast one) or ``skimage`` (``skimage.transform.warp``).
     min_confidence: mediapipe's face detection and tracking confidence.
-    stable_target: where the five :data:`STABLE_POINTS` go in the crop, ``((x, y), ...)`` in its
+    stable_target: where the five stable points go in the crop, ``((x, y), ...)`` in its
         pixels; None: the canonical face's (an imported authors' model brings its own ``mean_face``).
+    stable_points: the FaceMesh points the similarity transform is fitted on: :data:`STABLE_POINTS`
+        (this project's), or :data:`STABLE_POINTS_68` (the authors', for their imported models).
     """
 
     size: tuple[int, int] = DEFAULT_SIZE
@@ -217,6 +230,7 @@ class AlignConfig:
     backend: Literal["cv2", "skimage"] = "cv2"
     min_confidence: float = 0.5
     stable_target: tuple[tuple[float, float], ...] | None = None
+    stable_points: tuple[int, ...] = STABLE_POINTS
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 8:
@@ -231,10 +245,14 @@ class AlignConfig:
             raise ValueError(f"backend must be 'cv2' or 'skimage', got {self.backend!r}")
         if not 0.0 < self.min_confidence < 1.0:
             raise ValueError(f"min_confidence must be in (0, 1), got {self.min_confidence}")
+        if len(self.stable_points) < 2 or not all(0 <= int(i) < N_LANDMARKS for i in self.stable_points):
+            raise ValueError(f"stable_points must be at least 2 FaceMesh indices below {N_LANDMARKS}, "
+                             f"got {self.stable_points}")
         if self.stable_target is not None:
             target = np.asarray(self.stable_target, np.float64)
-            if target.shape != (len(STABLE_POINTS), 2) or not np.isfinite(target).all():
-                raise ValueError(f"stable_target must be {len(STABLE_POINTS)} finite (x, y) points, got shape {target.shape}")
+            n = len(self.stable_points)
+            if target.shape != (n, 2) or not np.isfinite(target).all():
+                raise ValueError(f"stable_target must be {n} finite (x, y) points, got shape {target.shape}")
 
 
 @dataclass(frozen=True)
@@ -511,8 +529,9 @@ def warp_frames(
 
 
 def _align(frames: np.ndarray, landmarks: np.ndarray, found: np.ndarray, cfg: AlignConfig, name: str) -> AlignedClip:
-    target = load_template(tuple(cfg.size)).stable if cfg.stable_target is None else np.asarray(cfg.stable_target)
-    stable = smooth_points(landmarks[:, list(STABLE_POINTS)], cfg.smooth_window)
+    points = list(cfg.stable_points)
+    target = np.asarray(cfg.stable_target) if cfg.stable_target is not None else load_template(tuple(cfg.size)).points[points]
+    stable = smooth_points(landmarks[:, points], cfg.smooth_window)
     transforms = estimate_transforms(stable, target, clip=name)
     crops = warp_frames(frames, transforms, cfg.size, border=cfg.border, backend=cfg.backend)
     return AlignedClip(frames=crops, landmarks=transform_points(transforms, landmarks), transforms=transforms, found=found.copy())

@@ -31,8 +31,10 @@ audio decoded a piece at a time), and :func:`animate_file` writes each chunk to 
 :meth:`Animator.stream` runs the generator frame by frame (the paper's "synthesize
 videos frame-by-frame, which is necessary for real-time applications", 3.1) and gives the same frames,
 also from audio still arriving in chunks (:mod:`speechanim.stream`). A checkpoint imported from the
-authors' files (:mod:`speechanim.sda`) is prepared their way instead (its own mean face, full-scale
-audio, their window stride and frame count).
+authors' files (:mod:`speechanim.sda`) runs their pipeline instead (its own mean face and their
+stable points, full-scale audio, an array's first channel, FFT resampling over the whole recording,
+their window stride, padding and frame count, frames ``125 * G + 125``); streamed from chunks, its
+audio is resampled as it comes (polyphase), see :meth:`Animator.stream`.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .align import AlignConfig, align_image
+from .align import STABLE_POINTS, STABLE_POINTS_68, AlignConfig, align_image
 from .audio import SilentAudioError, check_mix, mix_to_mono, resample, samples_per_frame, window_samples
 from .checkpoint import CheckpointError, load_generator
 from .fileio import check_outputs_apart
@@ -54,6 +56,7 @@ from .inference import PRECISIONS, FastGenerator
 from .media import SUFFIXES, MediaError, audio_rate
 from .media import read_image as _read_photo
 from .packing import to_unit_range
+from .sda import authors_file_audio, authors_resample, is_converted
 from .stream import FILE_CHUNK_SAMPLES, AudioFramer, Mp4Writer, audio_file_chunks, channel_rms, check_rate, iter_chunks
 
 __all__ = ["FPS", "CHUNK_FRAMES", "ImageError", "Animator", "read_image", "as_rgb_uint8", "resample", "audio_rate",
@@ -121,13 +124,17 @@ def read_image(path: PathLike) -> np.ndarray:
         raise ImageError(str(e)) from None
 
 
-def _to_mono_float(audio: np.ndarray, name: str) -> np.ndarray:
+def _to_mono_float(audio: np.ndarray, name: str, first_channel: bool = False) -> np.ndarray:
+    """An audio array -> mono float64: integers / their dtype's maximum, floats as they are; the
+    channels of ``(samples, channels)`` averaged, or the first one (``first_channel``: the authors')."""
     audio = np.asarray(audio)
     if np.issubdtype(audio.dtype, np.integer):
         audio = audio.astype(np.float64) / float(np.iinfo(audio.dtype).max)
     elif not np.issubdtype(audio.dtype, np.floating):
         raise ValueError(f"{name}: audio samples must be numbers, got dtype {audio.dtype}")
-    if audio.ndim == 2:  # (samples, channels), as scipy.io.wavfile and soundfile give
+    if audio.ndim == 2 and first_channel and audio.shape[1] > 0:
+        audio = audio[:, 0]
+    elif audio.ndim == 2:  # (samples, channels), as scipy.io.wavfile and soundfile give
         audio = mix_to_mono(audio, source=name)  # refused if the channels cancel out
     if audio.ndim != 1 or audio.size == 0:
         raise ValueError(f"{name}: audio must be a non-empty array (samples,) or (samples, channels), "
@@ -152,9 +159,10 @@ class Animator:
     limited by reading them; CPU only); frames within a few grey levels of fp32's (README,
     "Benchmarks"). The decoder runs as :class:`speechanim.inference.FastGenerator`.
 
-    A checkpoint converted from the authors' files (``speechanim import-sda``) brings its own input
-    preparation, followed here: the photo aligned to its ``mean_face``, the audio at full scale (not
-    peak-normalised), their window stride and frame count (:mod:`speechanim.sda`).
+    A checkpoint converted from the authors' files (``speechanim import-sda``) runs the authors'
+    pipeline here (:mod:`speechanim.sda`): the photo aligned to its ``mean_face`` by their stable points,
+    the audio at full scale (not peak-normalised), an array's first channel, FFT resampling, their
+    window stride, padding and frame count, and frames ``125 * G + 125``. ``authors`` says which.
     """
 
     def __init__(self, checkpoint: PathLike, device: str | torch.device | None = None, *,
@@ -167,11 +175,13 @@ class Animator:
         self.fast = FastGenerator(self.generator, precision)
         self.cfg = self.generator.cfg
         self.variant = str(payload.get("variant", ""))
+        self.authors = is_converted(payload)  # the authors' pipeline, not this project's
         self.fps = float(payload.get("fps", FPS))  # the frame rate it was trained at (older checkpoints: 25)
         self.audio_scaling, self.audio_stride, self.frame_rule, stable = _input_settings(payload, self.cfg, self.fps,
                                                                                          self.checkpoint)
-        # the alignment of the training data (or the authors' mean face), at the model's crop size
-        self.align_config = AlignConfig(size=tuple(self.cfg.image_size), stable_target=stable)
+        # the alignment of the training data (or the authors' mean face and stable points), at the model's crop size
+        self.align_config = AlignConfig(size=tuple(self.cfg.image_size), stable_target=stable,
+                                        stable_points=STABLE_POINTS_68 if self.authors else STABLE_POINTS)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -217,17 +227,18 @@ class Animator:
         a chunk at a time (:func:`speechanim.stream.audio_file_chunks`): once to measure its length
         and level, once to cut the windows; neither its samples nor the ``(T, window)`` array are
         held whole. The samples are refused if silent or not finite, then scaled (``gain``, or the
-        checkpoint's level: peak-normalised, DC removed, or full scale)."""
+        checkpoint's level: peak-normalised, DC removed, or full scale). An authors' model
+        (:attr:`authors`) hears a file's or an array's samples FFT-resampled over the whole recording,
+        which it then holds (:func:`speechanim.sda.authors_resample`)."""
         gain = _check_gain(gain)
-        if isinstance(audio, (str, os.PathLike)):
+        if isinstance(audio, (str, os.PathLike)) and not self.authors:
             name = name or str(audio)
             path = audio
 
             def chunks() -> Iterator[np.ndarray]:
                 return audio_file_chunks(path, self.sample_rate)
         else:
-            name = name or "audio"
-            samples = resample(_to_mono_float(audio, name), _check_rate(sample_rate, name), self.sample_rate)
+            name, samples = self._whole_recording(audio, sample_rate, name)
 
             def chunks() -> Iterator[np.ndarray]:
                 return (samples[i:i + FILE_CHUNK_SAMPLES] for i in range(0, len(samples), FILE_CHUNK_SAMPLES))
@@ -249,6 +260,18 @@ class Animator:
                     yield from framer.push(scale(chunk[i:i + _PIECE]))
             yield from framer.close()
         return n_frames, windows()
+
+    def _whole_recording(self, audio: np.ndarray | PathLike, sample_rate: int | None,
+                         name: str | None) -> tuple[str, np.ndarray]:
+        """The name and the whole recording, mono float32 at the model's rate, of an array (this
+        project's models: channels averaged, polyphase resampling; an authors' model: the first channel,
+        FFT resampling) or, for an authors' model, of a file (:func:`speechanim.sda.authors_file_audio`)."""
+        if isinstance(audio, (str, os.PathLike)):
+            return name or str(audio), authors_file_audio(audio, self.sample_rate)
+        name = name or "audio"
+        mono = _to_mono_float(audio, name, first_channel=self.authors)
+        rate = _check_rate(sample_rate, name)
+        return name, (authors_resample if self.authors else resample)(mono, rate, self.sample_rate)
 
     def _still(self, image) -> torch.Tensor:
         still = self.align(image)
@@ -305,7 +328,7 @@ class Animator:
             audio_t = torch.from_numpy(batch[:n])[None].to(self.device)
             noise = self.generator.sample_noise(1, n, torch.device("cpu"), rng).to(self.device)
             frames, state = g.run(identity, audio_t, noise, state)
-            made = to_uint8(frames[0], f"{self.checkpoint}: frames {a}-{a + n - 1}")
+            made = to_uint8(frames[0], f"{self.checkpoint}: frames {a}-{a + n - 1}", authors=self.authors)
             yield made.permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
@@ -318,6 +341,13 @@ class Animator:
         still be arriving: each frame is made as soon as its window's last sample is in (80 ms after
         the frame's centre with 0.16 s windows) and the frames equal ``__call__``'s on the
         concatenated chunks with the same ``gain`` (default 1: live audio is taken at its level).
+
+        An authors' model (:attr:`authors`) hears a recording FFT-resampled over its whole length,
+        which chunks still arriving cannot be: they are resampled polyphase as they come, as for this
+        project's models (:class:`speechanim.stream.StreamResampler`). Measured on a real GRID clip,
+        44.1 kHz into 50 kHz, with a model made to hear its audio: frames up to 5.3 grey levels from the
+        authors' (mean 0.29 against 0.25 from rounding alone; tests/test_sda_pipeline.py). Chunks at the
+        model's rate are not resampled: the authors' frames.
         """
         gain = _check_gain(gain)
         still = self._still(image)
@@ -333,11 +363,14 @@ class Animator:
             noise = self.generator.sample_noise(1, 1, torch.device("cpu"), rng)[:, 0].to(self.device)
             audio_t = torch.from_numpy(np.ascontiguousarray(window, np.float32))[None].to(self.device)
             frame, state = g.step(identity, audio_t, state, noise)
-            yield to_uint8(frame[0], f"{self.checkpoint}: a streamed frame").permute(1, 2, 0).cpu().numpy()
+            frame = to_uint8(frame[0], f"{self.checkpoint}: a streamed frame", authors=self.authors)
+            yield frame.permute(1, 2, 0).cpu().numpy()
 
     def _live_windows(self, chunks: Iterable[np.ndarray], rate: int, gain: float) -> Iterator[np.ndarray]:
+        """The windows of audio arriving in chunks, resampled as they come (polyphase, for any model:
+        see :meth:`stream`); an authors' model takes a 2-D chunk's first channel."""
         framer = AudioFramer(rate, self.sample_rate, self.audio_stride, self.window, frames=self.frame_rule, gain=gain)
-        for chunk in iter_chunks(chunks):
+        for chunk in iter_chunks(chunks, first_channel=self.authors):
             yield from framer.push(_to_mono_float(chunk, "audio stream") if chunk.size else chunk)
         yield from framer.close()
 

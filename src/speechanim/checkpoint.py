@@ -17,7 +17,10 @@ A training checkpoint holds (keys of the dict):
 Only ``model_config`` and ``generator`` are needed to generate; :func:`load_generator` reads them.
 
 Loading never runs code from the file: ``torch.load(weights_only=True)`` unpickles only tensors,
-plain Python values and the few numpy types the RNG states hold (:data:`SAFE_NUMPY`). A file that
+plain Python values, the few numpy types the RNG states hold and numpy scalars (:func:`_safe_numpy`;
+the authors' released files may store settings as ``numpy.int64`` and the like, which their loader
+accepts). The numpy scalars are made Python numbers; one of another kind (text, complex, object)
+is refused (:func:`_plain_numbers`). A file that
 names anything else (a pickled function, a class with ``__reduce__``: code) is refused with
 :class:`CheckpointError`. ``trust=True`` (``--trust-checkpoint``) unpickles it fully, for a file
 from a source the user vouches for; no checkpoint this package writes needs it.
@@ -95,11 +98,44 @@ def _free_space(folder: Path) -> str:
 
 
 def _safe_numpy() -> list[Any]:
-    """numpy's array reconstruction and dtype classes: what ``np.random.get_state()`` pickles to."""
+    """numpy's array reconstruction and dtype classes (what ``np.random.get_state()`` pickles to) and
+    its scalar reconstruction (``numpy.int64(16000)`` pickles to ``scalar(dtype, bytes)``: data, no code)."""
     import numpy as np
 
-    return [np.core.multiarray._reconstruct, np.ndarray, np.dtype,
+    return [np.core.multiarray._reconstruct, np.core.multiarray.scalar, np.ndarray, np.dtype,
             *(getattr(np.dtypes, n) for n in np.dtypes.__all__)]
+
+
+#: Deepest nesting of dicts, lists and tuples :func:`_plain_numbers` walks (a checkpoint's is about 6).
+MAX_NESTING = 64
+
+
+def _plain_numbers(value: Any, path: Path, depth: int = 0) -> Any:
+    """``value`` with every numpy scalar made the Python number it holds (bool, int, float), dicts and
+    lists changed in place (a state dict keeps its ``_metadata``), tuples rebuilt where one changed.
+    A numpy scalar of another kind (text, bytes, complex, object), or nesting deeper than
+    :data:`MAX_NESTING`, raises :class:`CheckpointError` naming the file."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        if isinstance(value, (np.bool_, np.integer, np.floating)):
+            return value.item()
+        raise CheckpointError(f"{path}: refused: it holds a numpy {type(value).__name__} ({value!r}); only numpy "
+                              "numbers (bool, integer, floating) are read as settings")
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if depth >= MAX_NESTING:
+        raise CheckpointError(f"{path}: refused: its values are nested more than {MAX_NESTING} deep")
+    if isinstance(value, dict):
+        for key in value:
+            value[key] = _plain_numbers(value[key], path, depth + 1)
+        return value
+    items = [_plain_numbers(v, path, depth + 1) for v in value]
+    if isinstance(value, list):
+        value[:] = items
+        return value
+    changed = any(a is not b for a, b in zip(items, value))
+    return tuple(items) if changed and type(value) is tuple else value  # a namedtuple keeps its numpy numbers
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
@@ -124,6 +160,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               f"load it with --trust-checkpoint (API: trust=True)") from None
     except Exception as e:  # torch raises many types for a damaged file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not trust:
+        payload = _plain_numbers(payload, path)
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: not a speechanim checkpoint (holds a {type(payload).__name__})")
     return payload

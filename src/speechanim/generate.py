@@ -18,9 +18,10 @@ the file's own attributes name the checkpoint, variant, source file and seed.  W
 
 A checkpoint imported from the authors' files (``speechanim import-sda``, the DAG's ``pretrained:``)
 has its own crop, alignment and audio rate: each still is warped from this project's canonical face
-onto the checkpoint's ``mean_face`` at its size, the audio resampled to its rate and cut with its
-window length (one window per frame of the clip), and the frames warped back, so that they line up
-with the real test frames the metrics compare them to (:func:`generate_imported`).
+onto the checkpoint's ``mean_face`` at its size (by the authors' stable points), the audio resampled
+to its rate the authors' way (FFT) and cut with its window length (one window per frame of the clip),
+the frames scaled as theirs (``125 * G + 125``) and warped back, so that they line up with the real
+test frames the metrics compare them to (:class:`ImportedAdapter`).
 
 Nothing is written from NaN: every generated frame is checked finite (:func:`to_uint8`), and an error
 names the checkpoint and the clip. A full disk ends the run with an error naming the output file,
@@ -42,12 +43,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import frame_audio, resample
+from .audio import frame_audio
 from .checkpoint import CheckpointError, load_generator
 from .fileio import refuse_clashing_paths
 from .media import MediaError, write_video
 from .models import Generator, device as default_device
 from .packing import COMPRESSION, AtomicH5, WholeClips, clip_group, clip_keys, to_unit_range
+from .sda import authors_resample, is_converted
 
 
 __all__ = ["GenerationError", "NonFiniteFramesError", "pick_device", "clip_seed", "clip_noise", "to_uint8",
@@ -87,8 +89,10 @@ class NonFiniteFramesError(GenerationError):
     """The generator made NaN or infinite values; converted to uint8 they would be a black video."""
 
 
-def to_uint8(frames: torch.Tensor, source: str = "generated frames") -> torch.Tensor:
-    """Generator output in ``[-1, 1]`` -> uint8 ``[0, 255]`` (the inverse of :func:`packing.to_unit_range`).
+def to_uint8(frames: torch.Tensor, source: str = "generated frames", *, authors: bool = False) -> torch.Tensor:
+    """Generator output in ``[-1, 1]`` -> uint8 ``[0, 255]`` (the inverse of :func:`packing.to_unit_range`);
+    ``authors``: ``125 * G + 125``, 0 to 250, rounded, as the authors' ``VideoAnimator`` returns its frames
+    (sda/sda.py), for a model imported from their files (:func:`speechanim.sda.is_converted`).
 
     Every generated frame passes here before it is written: NaN or infinity is refused
     (:class:`NonFiniteFramesError` naming ``source``: the checkpoint, the clip) instead of becoming black.
@@ -98,18 +102,22 @@ def to_uint8(frames: torch.Tensor, source: str = "generated frames") -> torch.Te
         raise NonFiniteFramesError(f"{source}: the generator made {bad:,} NaN or infinite values of "
                                    f"{frames.numel():,} (check the checkpoint's weights and the audio); nothing is "
                                    "written from them")
+    if authors:
+        return (frames.clamp(-1.0, 1.0) * 125.0 + 125.0).round().to(torch.uint8)
     return ((frames.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
 
 
 @torch.no_grad()
 def generate_batch(generator: Generator, stills: torch.Tensor, audio: list[torch.Tensor],
-                   noise: list[torch.Tensor], names: list[str] | None = None) -> list[torch.Tensor]:
+                   noise: list[torch.Tensor], names: list[str] | None = None, *,
+                   authors: bool = False) -> list[torch.Tensor]:
     """Animate clips of possibly different lengths in one pass.
 
     ``stills (B, 3, H, W)`` in [-1, 1], ``audio[i] (T_i, window)``, ``noise[i] (T_i, noise_dim)``,
     all on the generator's device -> ``B`` uint8 tensors ``(T_i, 3, H, W)``.  Shorter clips are
     zero-padded at the end; the generator is causal, so the padding cannot reach their frames.
-    ``names``: what each clip is called in the error :func:`to_uint8` raises for NaN frames.
+    ``names``: what each clip is called in the error :func:`to_uint8` raises for NaN frames;
+    ``authors``: the authors' output scaling (:func:`to_uint8`).
     """
     lengths = [len(a) for a in audio]
     t_max = max(lengths)
@@ -117,7 +125,7 @@ def generate_batch(generator: Generator, stills: torch.Tensor, audio: list[torch
     noise_b = torch.stack([torch.nn.functional.pad(n, (0, 0, 0, t_max - len(n))) for n in noise])
     frames = generator(stills, audio_b, noise_b)
     names = names or [f"clip {i}" for i in range(len(audio))]
-    return [to_uint8(f[:t], name) for f, t, name in zip(frames, lengths, names)]
+    return [to_uint8(f[:t], name, authors=authors) for f, t, name in zip(frames, lengths, names)]
 
 
 def check_compatible(generator: Generator, h5: h5py.File, keys: list[str], path: Path) -> None:
@@ -200,7 +208,8 @@ def generate_file(checkpoint: str | os.PathLike, h5_path: str | os.PathLike, out
                     noise = [clip_noise(generator, len(it["audio"]), clip_seed(seed, it["key"])).to(dev)
                              for it in items]
                     made = generate_batch(generator, stills, audio, noise,
-                                          [f"{checkpoint} on {h5_path}, clip {it['key']}" for it in items])
+                                          [f"{checkpoint} on {h5_path}, clip {it['key']}" for it in items],
+                                          authors=is_converted(payload))
                     if adapter is not None:
                         made = [adapter.back(f) for f in made]
                     for i, (item, frames) in enumerate(zip(items, made)):
@@ -219,18 +228,21 @@ class ImportedAdapter:
 
     The packed stills are aligned to the canonical face (:func:`speechanim.align.load_template`) at
     the packed size; the checkpoint wants its ``mean_face`` at its own size. One similarity transform
-    (the canonical stable points onto the checkpoint's) maps one crop onto the other: the still goes
-    through it, the generated frames through its inverse. The audio (packed at its own rate, peak-
-    normalised) is resampled to the checkpoint's rate and cut into its windows, one per clip frame.
+    (the canonical face's points at the authors' stable points, :data:`speechanim.align.STABLE_POINTS_68`,
+    onto the checkpoint's) maps one crop onto the other: the still goes through it, the generated frames
+    through its inverse. The audio (packed at its own rate, peak-normalised) is resampled to the
+    checkpoint's rate the authors' way (:func:`speechanim.sda.authors_resample`) and cut into its
+    windows, one per clip frame (their padding: ``(window - stride) // 2`` zeros before).
     """
 
     def __init__(self, generator: Generator, payload: dict, first: h5py.Group, checkpoint: Path):
-        from .align import estimate_transforms, load_template
+        from .align import STABLE_POINTS_68, estimate_transforms, load_template
 
         self.cfg = generator.cfg
         self.packed_size = tuple(first["frames"].shape[2:])
         target = np.asarray(payload["alignment"]["stable_points"], np.float64)
-        self.forward = estimate_transforms(load_template(self.packed_size).stable[None], target, clip=str(checkpoint))[0]
+        source = load_template(self.packed_size).points[list(STABLE_POINTS_68)]
+        self.forward = estimate_transforms(source[None], target, clip=str(checkpoint))[0]
         self.inverse = np.linalg.inv(self.forward)
 
     def inputs(self, item: dict, group: h5py.Group) -> dict:
@@ -239,7 +251,7 @@ class ImportedAdapter:
         still = group["frames"][0].transpose(1, 2, 0)[None]
         warped = warp_frames(still, self.forward[None], tuple(self.cfg.image_size))[0]
         rate = int(group.attrs["sample_rate"])
-        samples = resample(group["audio"][()].astype(np.float64), rate, self.cfg.sample_rate)
+        samples = authors_resample(group["audio"][()], rate, self.cfg.sample_rate)
         n = len(item["audio"])
         stride = int(self.cfg.sample_rate / float(group.attrs["fps"]))
         windows = frame_audio(samples, n, self.cfg.sample_rate, float(group.attrs["fps"]), self.cfg.audio_window_s,

@@ -78,6 +78,22 @@ def audio_rate(path: str | os.PathLike) -> int | None:
     return int(match.group(1)) if match else None
 
 
+_AUDIO_LAYOUT = re.compile(r"Stream #\S+.*?: Audio: .*?(\d+) Hz, (mono|stereo|\d+ channels|[\w.()]+)")
+
+
+def _channel_count(layout: str) -> int | None:
+    """Channels of an ffmpeg channel layout name: mono 1, stereo 2, "6 channels" 6, else None."""
+    count = re.match(r"\d+", layout)
+    return 1 if layout == "mono" else 2 if layout == "stereo" else int(count.group()) if count else None
+
+
+def audio_layout(path: str | os.PathLike) -> tuple[int, int | None] | None:
+    """(sample rate, channels) of a file's first audio track (None if it shows none; channels None
+    for a layout named otherwise, e.g. 5.1)."""
+    match = _AUDIO_LAYOUT.search(_ffmpeg_info(Path(path)))
+    return (int(match.group(1)), _channel_count(match.group(2))) if match else None
+
+
 def _parse_streams(path: Path, text: str) -> tuple[int, int, float, int | None, int | None, bool]:
     """Width, height, fps, audio rate, audio channels and whether there is audio, from what ffmpeg
     logs about its input (``ffmpeg -i``, or a decode's log at level info)."""
@@ -93,13 +109,10 @@ def _parse_streams(path: Path, text: str) -> tuple[int, int, float, int | None, 
     if fps_match is None:
         raise MediaError(f"{path}: video stream has no frame rate")
     fps = float(fps_match.group(1))
-    audio = re.search(r"Stream #\S+.*?: Audio: .*?(\d+) Hz, (mono|stereo|\d+ channels|[\w.()]+)", text)
+    audio = _AUDIO_LAYOUT.search(text)
     rate = channels = None
     if audio:
-        rate = int(audio.group(1))
-        layout = audio.group(2)
-        count = re.match(r"\d+", layout)
-        channels = 1 if layout == "mono" else 2 if layout == "stereo" else int(count.group()) if count else None
+        rate, channels = int(audio.group(1)), _channel_count(audio.group(2))
     return width, height, fps, rate, channels, audio is not None
 
 
@@ -227,14 +240,16 @@ def read_video_and_audio(path: str | os.PathLike, sample_rate: int, *,
     return frames, out_fps, None
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True) -> np.ndarray:
-    """The first audio track of any file ffmpeg reads (video or audio), as mono float32 at ``sample_rate``."""
+def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True, channels: int = 1) -> np.ndarray:
+    """The first audio track of any file ffmpeg reads (video or audio), as mono float32 at ``sample_rate``
+    (ffmpeg's mono mix: a stereo track's ``(L + R) / sqrt(2)``); ``channels`` > 1: ``(samples, channels)``
+    (the track's own channels when it has that many)."""
     path = Path(path)
     _check_exists(path)
     try:
         out, err = (
             ffmpeg.input(str(path))
-            .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=int(sample_rate), map="0:a:0")
+            .output("pipe:", format="f32le", acodec="pcm_f32le", ac=int(channels), ar=int(sample_rate), map="0:a:0")
             .global_args("-v", "error", "-nostdin")
             .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
         )
@@ -248,10 +263,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int, *, strict: bool = True
     problem = _first_problem(err)
     if strict and problem:
         raise MediaError(f"{path}: corrupt or truncated audio ({problem})")
-    audio = np.frombuffer(out, np.float32).copy()
+    audio = np.frombuffer(out[:len(out) // (4 * channels) * 4 * channels], np.float32).copy()
     if audio.size == 0:
         raise MediaError(f"{path}: audio track is empty")
-    return finite_audio(audio, path)
+    return finite_audio(audio if channels == 1 else audio.reshape(-1, channels), path)
 
 
 def finite_audio(audio: np.ndarray, path: Path) -> np.ndarray:

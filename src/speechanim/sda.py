@@ -13,14 +13,25 @@ copied); :func:`convert` renames every tensor, reorders the first decoder layer'
 every shape, naming the key of anything missing or misshapen.
 
 The converted checkpoint also keeps how the authors prepare inputs (sda/sda.py ``VideoAnimator``),
-which :class:`speechanim.animate.Animator` follows for it:
+and names its source (``source.format``, :func:`is_converted`); :class:`speechanim.animate.Animator`,
+``speechanim animate`` and the DAG's ``pretrained:`` path (:mod:`speechanim.generate`) then run the
+authors' pipeline, where this project's own models keep theirs:
 
 * ``alignment``: the photo is aligned by a similarity transform of five stable points (68-point
-  33, 36, 39, 42, 45: nose and eye corners) onto ``mean_face``'s, at ``img_size``;
+  33, 36, 39, 42, 45: the subnasale and the eye corners; FaceMesh
+  :data:`speechanim.align.STABLE_POINTS_68`) onto ``mean_face``'s, at ``img_size``;
 * ``audio_scaling: "full_scale"``: samples as read (integers / their maximum; no DC removal, no
   peak normalisation), where this project's models hear peak-normalised audio;
+* channels: an array's first channel (their ``audio[:, 0]``), a file's channels averaged (their
+  pydub ``set_channels(1)``); this project's models average both;
+* resampling: :func:`authors_resample`, ``scipy.signal.resample`` (FFT, over the whole recording) to
+  ``int(samples * audio_rate / rate)`` samples; this project's models: polyphase (``resample_poly``,
+  or ffmpeg for a file);
 * ``audio_stride``: ``int(audio_rate / video_rate)`` samples between windows (truncated, so
-  16 kHz at 30 fps works) and ``floor(samples / stride)`` frames.
+  16 kHz at 30 fps works), the signal padded with ``(window - stride) // 2`` zeros before it and the
+  rest after, and ``floor(samples / stride)`` frames;
+* frames ``125 * G + 125`` (0 to 250, their ``VideoAnimator``'s output), where this project's
+  models' are ``127.5 * (G + 1)`` (:func:`speechanim.generate.to_uint8`).
 
 Loading reads tensors, plain values and numpy arrays only (``weights_only``): a ``.dat`` that holds
 anything else is refused (see :mod:`speechanim.checkpoint`).
@@ -42,16 +53,57 @@ from .checkpoint import (CheckpointError, check_finite_weights, check_fps, check
 from .fileio import refuse_clashing_paths
 from .models import Generator, ModelConfig
 
-__all__ = ["SETTINGS", "STABLE_68", "SdaError", "model_config", "convert", "convert_file", "main"]
+__all__ = ["SETTINGS", "STABLE_68", "SOURCE_FORMAT", "SdaError", "is_converted", "authors_resample",
+           "authors_file_audio", "model_config", "convert", "convert_file", "main"]
+
+#: ``source.format`` of a converted checkpoint: what marks it as the authors' model.
+SOURCE_FORMAT = "DinoMan/speech-driven-animation"
 
 #: The settings every authors' checkpoint holds (sda/sda.py reads each with ``model_dict[...]``).
 SETTINGS = ("img_size", "audio_rate", "video_rate", "audio_feat_len", "audio_feat_samples", "id_enc_dim",
             "rnn_gen_dim", "aud_enc_dim", "aux_latent", "sequential_noise", "mean_face")
 
 #: The stable points of their alignment in the 68-point scheme (sda/sda.py ``stablePntsIDs``):
-#: nose (33), eye corners on the image's left (36 outer, 39 inner) and right (42 inner, 45 outer);
-#: the same anatomical points, in the same order, as :data:`speechanim.align.STABLE_POINTS`.
+#: the bottom of the nose (33, subnasale), eye corners on the image's left (36 outer, 39 inner) and
+#: right (42 inner, 45 outer); FaceMesh :data:`speechanim.align.STABLE_POINTS_68`, in the same order.
 STABLE_68 = (33, 36, 39, 42, 45)
+
+
+def is_converted(payload: dict[str, Any]) -> bool:
+    """Whether a checkpoint's dict was converted from the authors' files (:func:`convert_file`)."""
+    source = payload.get("source")
+    return isinstance(source, dict) and source.get("format") == SOURCE_FORMAT
+
+
+def authors_resample(samples: np.ndarray, rate: int, model_rate: int) -> np.ndarray:
+    """Mono ``samples`` at ``rate`` -> float32 at ``model_rate`` as sda/sda.py resamples them:
+    ``scipy.signal.resample`` (FFT over the whole signal, which it takes as periodic) to
+    ``int(len * model_rate / rate)`` samples (truncated, so the frame count is theirs)."""
+    from scipy.signal import resample  # imported here: scipy.signal costs ~0.8 s
+
+    samples = np.asarray(samples, np.float64)
+    if int(rate) != int(model_rate):
+        samples = resample(samples, int(len(samples) * int(model_rate) / float(rate)))
+    return samples.astype(np.float32)
+
+
+def authors_file_audio(path: str | os.PathLike, model_rate: int) -> np.ndarray:
+    """A file's first audio track as the authors read it, float32 at ``model_rate``: decoded at its own
+    rate, its channels averaged (their pydub ``set_channels(1)``: ``(L + R) / 2``, where ffmpeg's own
+    mono mix is ``(L + R) / sqrt(2)``, 3 dB louder), on their int16 scale (samples / 32767, where
+    ffmpeg's floats are / 32768), then :func:`authors_resample`. The whole recording is held (the FFT
+    needs it): 8 bytes a sample, about 200 MB for 10 minutes at 44.1 kHz."""
+    from .media import MediaError, _check_exists, audio_layout, read_audio
+
+    _check_exists(Path(path))
+    layout = audio_layout(path)
+    if layout is None:  # not media, or no audio track: read_audio's error says which
+        read_audio(path, 16000)
+        raise MediaError(f"{path}: has no audio track")
+    rate, channels = layout  # channels None: a named layout (5.1, ...): ffmpeg's own mono mix
+    samples = read_audio(path, rate, channels=channels or 1).astype(np.float64)
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    return authors_resample(mono * (32768.0 / 32767.0), rate, model_rate)
 
 
 class SdaError(CheckpointError):
@@ -215,7 +267,7 @@ def convert_file(src: str | os.PathLike, out: str | os.PathLike, *, trust: bool 
         "alignment": {"scheme": "sda-68", "stable_points": _mean_face(d, cfg, src)},
         "audio_scaling": "full_scale",
         "audio_stride": rate // fps,
-        "source": {"file": src.name, "sha256": digest, "format": "DinoMan/speech-driven-animation"},
+        "source": {"file": src.name, "sha256": digest, "format": SOURCE_FORMAT},  # is_converted reads it
     }
     check_fps(payload, src)
     return save_checkpoint(out, payload)

@@ -5,7 +5,10 @@ the same polyphase filter as the offline path (``scipy.signal.resample_poly``), 
 output sample once the filter's few input samples of look-ahead have arrived; :class:`AudioFramer`
 cuts the generator's windows, window ``k`` centred on frame ``k``, each as soon as its last sample
 is in: with 0.16 s windows a frame waits for 80 ms of audio after its centre, and no longer. The
-windows equal :func:`speechanim.audio.frame_audio`'s on the whole recording (tests check it).
+windows equal :func:`speechanim.audio.frame_audio`'s on the whole recording (tests check it). A model
+converted from the authors' files hears a recording FFT-resampled over its whole length
+(:func:`speechanim.sda.authors_resample`), which a stream cannot wait for: it is resampled here too, its
+frames up to 5.3 grey levels from the authors' (``Animator.stream`` says how that was measured).
 
 Sources: :func:`pcm_chunks` (raw 16-bit PCM, e.g. stdin), :func:`growing_wav_chunks` (a WAV file
 still being written) and :func:`audio_file_chunks` (any file ffmpeg reads, decoded a piece at a
@@ -306,12 +309,16 @@ class Y4MWriter:
         self.out.flush()
 
 
-def iter_chunks(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+def iter_chunks(chunks: Iterable[np.ndarray], *, first_channel: bool = False) -> Iterator[np.ndarray]:
     """Chunks as 1-D arrays (a 2-D ``(samples, channels)`` chunk is averaged to mono, refused if its
-    channels cancel out: :func:`speechanim.audio.mix_to_mono`)."""
+    channels cancel out: :func:`speechanim.audio.mix_to_mono`; ``first_channel``: its first channel,
+    as the authors take an array's, for their imported models)."""
     for c in chunks:
         c = np.asarray(c)
-        yield mix_to_mono(c, source="audio stream") if c.ndim == 2 else c.ravel()
+        if c.ndim == 2:
+            yield c[:, 0] if first_channel else mix_to_mono(c, source="audio stream")
+        else:
+            yield c.ravel()
 
 
 # --------------------------------------------------------------------------------------------------
