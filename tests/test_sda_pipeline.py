@@ -27,7 +27,7 @@ import scipy.signal
 import torch
 
 from speechanim.align import (STABLE_POINTS, STABLE_POINTS_68, AlignConfig, align_image, detect_landmarks,
-                             estimate_transforms, load_template)
+                             estimate_transforms, load_template, stable_positions)
 from speechanim.animate import Animator
 from speechanim.audio import frame_audio, normalise, resample
 from speechanim.checkpoint import CheckpointError, load_checkpoint
@@ -185,7 +185,7 @@ def test_the_dag_path_prepares_packed_clips_the_authors_way(sda, grid_mini):
         adapter = ImportedAdapter(animator.generator, payload, g, animator.checkpoint)
         item = adapter.inputs({"key": "s1/clip", "audio": torch.zeros(74, 1)}, g)
     np.testing.assert_allclose(item["audio"].numpy(), authors_windows(audio, 8000)[:74], atol=1e-6, rtol=0)
-    expected = estimate_transforms(load_template((64, 48)).points[list(STABLE_POINTS_68)][None],
+    expected = estimate_transforms(stable_positions(load_template((64, 48)).points, STABLE_POINTS_68)[None],
                                    np.asarray(payload["alignment"]["stable_points"]))[0]
     np.testing.assert_allclose(adapter.forward, expected)
     g = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0])
@@ -235,25 +235,48 @@ def test_the_projects_own_models_keep_their_pipeline(tmp_path, sda):
     np.testing.assert_array_equal(own(face, stereo, 44100, seed=SEED), expected)
 
 
-def test_the_authors_stable_points_are_where_a_68_point_detector_puts_them(grid_mini_clips):
+#: The clips STABLE_POINTS_68's blends were chosen on (FIT) and those they are measured on here (HELD-OUT):
+#: grid-mini's sorted clips alternately; swwp2s and pwij3p (one speaker) both held out.
+FIT_CLIPS = ("bbaf2n", "lbax4n", "lwbsza", "sbia1a")
+HELD_OUT_CLIPS = ("brbk7n", "lrwp9a", "pwij3p", "swwp2s")
+#: Mean px from dlib's point on the HELD-OUT frames, as measured when the blends were chosen (align.py):
+#: 68-point 33, 36, 39, 42, 45.
+HELD_OUT_MEAN = (1.096, 1.096, 0.833, 0.859, 1.126)
+
+
+def test_the_authors_stable_points_are_where_a_68_point_detector_puts_them(grid_mini):
     """FaceMesh :data:`STABLE_POINTS_68` against dlib's 68-point shape predictor (the iBUG 300-W scheme
-    of the authors' face_alignment; dlib's model ships with face-recognition-models), on the first frame
-    of each grid-mini clip (360 x 288): the subnasale, FaceMesh 2, is 1.1 px from 68-point 33 on
-    average (FaceMesh 1, the nose tip this project's alignment uses, 5.5 px); the eye corners 1.0 to
-    1.7 px (the two detectors' own disagreement: no other FaceMesh point is nearer by more than 0.3 px)."""
+    of the authors' face_alignment; dlib's model ships with face-recognition-models) on every frame of the
+    4 grid-mini clips the blends were not chosen on (300 frames, 360 x 288, FaceMesh detecting afresh in
+    each, ``video=False``, as a still is aligned). Mean px per point, 68-point 33, 36, 39, 42, 45: 1.10,
+    1.10, 0.83, 0.86, 1.13 (the published single points: 1.10, 1.82, 0.96, 1.14, 1.43). The inner eye corners
+    are within 1 px; the subnasale and outer corners are not: each speaker's own offset between the two
+    detectors, which no fixed blend chosen on other speakers removes (align.py, STABLE_POINTS_68)."""
     import dlib
     import face_recognition_models
 
+    assert not set(FIT_CLIPS) & set(HELD_OUT_CLIPS)
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-    ours, tip, theirs = [], [], []
-    for clip in grid_mini_clips:
-        frame = read_video(clip)[0][0]
-        landmarks, found = detect_landmarks(frame[None], video=False)
-        shape = predictor(frame, detector(frame, 1)[0])
-        theirs.append([(shape.part(i).x, shape.part(i).y) for i in (33, 36, 39, 42, 45)])
-        ours.append(landmarks[0, list(STABLE_POINTS_68)])
-        tip.append(landmarks[0, 1])
-    error = np.linalg.norm(np.array(ours) - np.array(theirs), axis=2).mean(axis=0)
-    assert error[0] < 1.5 and error.max() < 2.5, error
-    assert np.linalg.norm(np.array(tip) - np.array(theirs)[:, 0], axis=1).mean() > 3 * error[0]
+    ours, single, tip, theirs = [], [], [], []
+    for clip in HELD_OUT_CLIPS:
+        frames = read_video(grid_mini / f"{clip}.mpg")[0]
+        landmarks, found = detect_landmarks(frames, video=False)
+        assert found.all()
+        for frame, points in zip(frames, landmarks):
+            shape = predictor(frame, detector(frame, 1)[0])
+            theirs.append([(shape.part(i).x, shape.part(i).y) for i in (33, 36, 39, 42, 45)])
+            ours.append(stable_positions(points, STABLE_POINTS_68))
+            single.append(points[[2, 33, 133, 362, 263]])
+            tip.append(points[1])
+    theirs = np.array(theirs, np.float64)
+    distance = np.linalg.norm(np.array(ours) - theirs, axis=2)
+    error, worst = distance.mean(axis=0), distance.max(axis=0)
+    before = np.linalg.norm(np.array(single) - theirs, axis=2).mean(axis=0)
+    print(f"held-out {len(theirs)} frames, px to dlib (68-point 33, 36, 39, 42, 45): mean {error.round(3)}, "
+          f"max {worst.round(2)}; published single points: mean {before.round(3)}")
+    np.testing.assert_allclose(error, HELD_OUT_MEAN, atol=0.02)  # what align.py and docs/animate.md say
+    assert error[2] <= 1.0 and error[3] <= 1.0  # the inner eye corners: within 1 px
+    assert error.max() <= 1.15  # the subnasale and the outer corners: not within 1 px (see the docstring)
+    assert (error[1:] < before[1:]).all() and error[0] <= before[0]  # nearer than the published points
+    assert np.linalg.norm(np.array(tip) - theirs[:, 0], axis=1).mean() > 3 * error[0]  # FaceMesh 1: the nose tip

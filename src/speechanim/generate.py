@@ -236,12 +236,12 @@ class ImportedAdapter:
     """
 
     def __init__(self, generator: Generator, payload: dict, first: h5py.Group, checkpoint: Path):
-        from .align import STABLE_POINTS_68, estimate_transforms, load_template
+        from .align import STABLE_POINTS_68, estimate_transforms, load_template, stable_positions
 
         self.cfg = generator.cfg
         self.packed_size = tuple(first["frames"].shape[2:])
         target = np.asarray(payload["alignment"]["stable_points"], np.float64)
-        source = load_template(self.packed_size).points[list(STABLE_POINTS_68)]
+        source = stable_positions(load_template(self.packed_size).points, STABLE_POINTS_68)
         self.forward = estimate_transforms(source[None], target, clip=str(checkpoint))[0]
         self.inverse = np.linalg.inv(self.forward)
 
