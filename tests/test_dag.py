@@ -152,7 +152,7 @@ def test_whole_dag_on_the_embedded_corpus_with_two_seeds_then_only_what_changed_
     res = snakemake(tmp_path, "--forceall", "all", "Bob's results/claims.md")
     assert res.returncode == 0, res.stderr[-3000:]
     changed = [str(p.relative_to(results)) for p, data in before.items() if p.read_bytes() != data]
-    assert changed == [] and len(before) == 15, changed  # 3 tables, 11 per-clip metric files, the claims
+    assert changed == [] and len(before) == 17, changed  # 3 tables, 13 per-clip metric files, the claims
 
 
 def rendered(html: Path) -> str:
