@@ -3,6 +3,7 @@ clips (real, proposed model, static baseline), turned into mp4s by the build rul
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,12 @@ def stop(proc: subprocess.Popen) -> int:
 
 def manifest(study: Path) -> dict:
     return json.loads((study / "manifest.json").read_text())
+
+
+def dump(db: Path) -> list[str]:
+    """A SQLite file's whole content as SQL statements: compared before and after, it shows nothing changed."""
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()

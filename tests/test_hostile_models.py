@@ -34,16 +34,13 @@ from speechanim.splits import write_split
 from speechanim.train import TrainConfig, train
 from test_hostile_inputs import RATE, SIZE, ckpt, inputs  # noqa: F401  (fixtures)
 from test_sda import SETTINGS as SDA_SETTINGS, mean_face
-from train_fixtures import write_talking_faces
+from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, write_talking_faces
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # The tiny networks and training of tests/test_train.py.
-TRAIN_SIZE, TRAIN_RATE = (32, 24), 8000
-TINY_MODEL = dict(image_size=list(TRAIN_SIZE), sample_rate=TRAIN_RATE, width=0.125, id_dim=8, audio_feat_dim=16,
-                  context_dim=16, noise_dim=4, seq_disc_image_dim=8, seq_disc_audio_dim=8, seq_disc_hidden=16,
-                  seq_disc_classifier_hidden=8)
+TRAIN_SIZE, TRAIN_RATE = TINY_SIZE, TINY_RATE
 TINY_TRAINING = dict(batch_size=4, n_frames=8, max_epochs=2, steps_per_epoch=1, num_workers=0, val_clips=2)
 
 

@@ -28,7 +28,7 @@ from speechanim.fileio import PathClashError, check_outputs_apart, files_in
 from speechanim.study import build
 from speechanim.study.db import StudyDB, StudyDBError, export_csv
 from speechanim.study.server import make_server
-from study_fixtures import manifest, tiny_inputs
+from study_fixtures import dump, manifest, tiny_inputs
 
 
 def snapshot(root: Path) -> dict[str, object]:
@@ -317,14 +317,6 @@ def post(srv, path: str, body: bytes, headers: str = "") -> tuple[int, bytes]:
 
 def get(srv, path: str, headers: str = "") -> tuple[int, bytes]:
     return raw(srv, f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode())
-
-
-def dump(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def answer(srv, participant: str, trial: int, value: str = "left") -> int:

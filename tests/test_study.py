@@ -24,7 +24,7 @@ from speechanim.media import _ffmpeg_info, probe
 from speechanim.study import analysis, build
 from speechanim.study.db import StudyDB, export_rows, read_responses
 from speechanim.study.server import make_server
-from study_fixtures import manifest, start_cli_server, stop, tiny_inputs, tiny_study
+from study_fixtures import dump, manifest, start_cli_server, stop, tiny_inputs, tiny_study
 
 REPO = Path(__file__).resolve().parents[1]
 HEX_MP4 = re.compile(r"[0-9a-f]{16}\.mp4")
@@ -63,14 +63,6 @@ def new_participant(srv) -> dict:
     status, _, data = call(srv, "POST", "/api/participants", {"consent": True})
     assert status == 201, data
     return json.loads(data)
-
-
-def dump(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 # --- the study set

@@ -25,20 +25,17 @@ from speechanim.losses import (
 from speechanim.models import ModelConfig, SyncDiscriminator
 from speechanim.packing import TrainingWindows, WholeClips
 from speechanim.train import TrainConfig, TrainingError, build_networks, build_optimisers, train
-from train_fixtures import write_talking_faces
+from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, write_talking_faces
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = (32, 24)
-RATE = 8000
+SIZE, RATE = TINY_SIZE, TINY_RATE
 SPF = RATE // 25  # samples per frame at the fixtures' 25 fps
-TINY = dict(image_size=list(SIZE), sample_rate=RATE, width=0.125, id_dim=8, audio_feat_dim=16, context_dim=16,
-            noise_dim=4, seq_disc_image_dim=8, seq_disc_audio_dim=8, seq_disc_hidden=16, seq_disc_classifier_hidden=8)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(**kw) -> ModelConfig:
-    return ModelConfig(**{**TINY, **kw})
+    return ModelConfig(**{**TINY_MODEL, **kw})
 
 
 @pytest.fixture(scope="module")

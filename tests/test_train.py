@@ -40,14 +40,10 @@ from speechanim.train import (
     train,
     variant_model_config,
 )
-from train_fixtures import embedded_corpus, write_talking_faces
+from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, embedded_corpus, write_talking_faces
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = (32, 24)
-RATE = 8000
-TINY_MODEL = dict(image_size=list(SIZE), sample_rate=RATE, width=0.125, id_dim=8, audio_feat_dim=16, context_dim=16,
-                  noise_dim=4, seq_disc_image_dim=8, seq_disc_audio_dim=8, seq_disc_hidden=16,
-                  seq_disc_classifier_hidden=8)
+SIZE, RATE = TINY_SIZE, TINY_RATE
 TINY_TRAINING = dict(batch_size=4, n_frames=8, max_epochs=2, steps_per_epoch=3, num_workers=0, val_clips=4)
 
 

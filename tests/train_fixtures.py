@@ -21,6 +21,11 @@ import numpy as np
 from speechanim.packing import AtomicH5, Clip, write_clip
 
 FPS = 25.0
+# The tiny networks the training tests train: drawn faces of 32 x 24 pixels, 8 kHz audio.
+TINY_SIZE, TINY_RATE = (32, 24), 8000
+TINY_MODEL = dict(image_size=list(TINY_SIZE), sample_rate=TINY_RATE, width=0.125, id_dim=8, audio_feat_dim=16,
+                  context_dim=16, noise_dim=4, seq_disc_image_dim=8, seq_disc_audio_dim=8, seq_disc_hidden=16,
+                  seq_disc_classifier_hidden=8)
 
 
 @dataclass
