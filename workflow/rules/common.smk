@@ -7,9 +7,32 @@ import sys
 from pathlib import Path
 
 REPO = Path(workflow.basedir)
-# Rules and input functions use the package from this checkout, installed or not.
+
+
+def check_package_installed():
+    """The rules run `python -m speechanim.<stage>` from the environment they run in: the one snakemake runs
+    from (`make setup` installs the checkout there, editable), or with --use-conda the rule's env, whose
+    post-deploy script installs it (envs/*.post-deploy.sh). Fail early, naming the fix, when it is missing."""
+    from importlib.util import find_spec
+
+    from snakemake.exceptions import WorkflowError
+    from snakemake.settings.types import DeploymentMethod
+
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return
+    spec = find_spec("speechanim")
+    if spec is None:
+        raise WorkflowError(f"the speechanim package is not installed in {sys.prefix}: the rules run it from there. "
+                            f"Run `make setup` (or `pip install -e {REPO}`) first, or use --use-conda.")
+    here = (REPO / "src" / "speechanim").resolve()
+    if Path(spec.origin).parent.resolve() != here:
+        print(f"note: the rules run speechanim from {Path(spec.origin).parent}, not from this checkout ({here})",
+              file=sys.stderr)
+
+
+check_package_installed()
+# The input functions below import the package from this checkout (in the snakemake process only).
 sys.path.insert(0, str(REPO / "src"))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 
 from speechanim.config import validate_config  # noqa: E402
 # The rows of the tables, as speechanim.tables reads them: the controls (still, shifted_audio) and the
