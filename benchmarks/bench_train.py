@@ -48,6 +48,7 @@ from speechanim.losses import Batch, GANLoss  # noqa: E402
 from speechanim.models import device  # noqa: E402
 from speechanim.packing import WholeClips  # noqa: E402
 from speechanim.train import (  # noqa: E402
+    PRECISIONS,
     VARIANTS,
     TrainConfig,
     build_networks,
@@ -95,26 +96,32 @@ def step_runner(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig) ->
     return step, {n: sum(p.numel() for p in m.parameters()) for n, m in nets.items()}
 
 
-def speeds(variants: list[str], model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, repeats: int) -> dict:
-    """Each variant's median wall and CPU time of one step over ``steps x repeats`` steps, the variants
-    taking turns step by step after two warm-up steps each: a change in the machine's load (the other
-    core's jobs, the clock) then falls on every variant alike, so their ratios hold even on a busy
-    machine, where timing one variant after another gave ratios that moved by +-0.1."""
-    runners = {v: step_runner(v, model_cfg, train_cfg) for v in variants}
+def speeds(variants: list[str], model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, repeats: int,
+           precisions: list[str] | None = None) -> dict:
+    """Each variant's (and, with ``precisions``, each variant-precision pair's, keyed ``"full bf16"``) median
+    wall and CPU time of one step over ``steps x repeats`` steps, taking turns step by step after two warm-up
+    steps each: a change in the machine's load (the other core's jobs, the clock) then falls on every one
+    alike, so their ratios hold even on a busy machine, where timing one after another gave ratios that moved
+    by +-0.1."""
+    from dataclasses import replace
+
+    keys = {v: (v, train_cfg) for v in variants} if not precisions else {
+        f"{v} {p}": (v, replace(train_cfg, precision=p)) for v in variants for p in precisions}
+    runners = {k: step_runner(v, model_cfg, cfg) for k, (v, cfg) in keys.items()}
     for step, _ in runners.values():
         step()
         step()
-    wall: dict[str, list[float]] = {v: [] for v in variants}
-    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    wall: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(steps * repeats):
-        for v, (step, _) in runners.items():
+        for k, (step, _) in runners.items():
             t0, c0 = time.perf_counter(), time.process_time()
             step()
-            wall[v].append(time.perf_counter() - t0)
-            cpu[v].append(time.process_time() - c0)
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
     b, t = train_cfg.batch_size, train_cfg.n_frames
-    return {v: {"steps_per_s": 1 / np.median(wall[v]), "frames_per_s": b * t / np.median(wall[v]),
-                "steps_per_cpu_s": 1 / np.median(cpu[v]), "params": runners[v][1]} for v in variants}
+    return {k: {"steps_per_s": 1 / np.median(wall[k]), "frames_per_s": b * t / np.median(wall[k]),
+                "steps_per_cpu_s": 1 / np.median(cpu[k]), "params": runners[k][1]} for k in keys}
 
 
 def loader_speed(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, batches: int) -> dict:
@@ -175,6 +182,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
+                    help="step speed in each (training.precision), and bf16's speed-up over fp32")
     ap.add_argument("--run", action="store_true", help="whole training runs on a synthetic corpus")
     ap.add_argument("--clips", type=int, default=300, help="--run: training clips before mirroring")
     ap.add_argument("--val-clips", type=int, default=24)
@@ -194,12 +203,16 @@ def main() -> None:
           f"{train_cfg.n_frames} frames; {where}")
 
     if not args.run:
-        rates = speeds(args.variants, model_cfg, train_cfg, args.steps, args.repeats)
-        for v, r in rates.items():
-            vs_l1 = f"  {r['steps_per_cpu_s'] / rates['l1']['steps_per_cpu_s']:4.2f}x l1" if "l1" in rates else ""
-            print(f"  {v:10s} {r['steps_per_s']:6.2f} steps/s  {r['frames_per_s']:7.0f} frames/s  "
-                  f"{r['steps_per_cpu_s']:6.2f} steps/CPU-s{vs_l1}  "
-                  f"({', '.join(f'{n} {p:,}' for n, p in r['params'].items())} parameters)")
+        rates = speeds(args.variants, model_cfg, train_cfg, args.steps, args.repeats, args.precisions)
+        for key, r in rates.items():
+            v, p = key.split()
+            l1 = rates.get(f"l1 {p}")
+            vs_l1 = f"  {r['steps_per_cpu_s'] / l1['steps_per_cpu_s']:4.2f}x l1" if l1 else ""
+            vs_fp32 = (f"  {r['steps_per_cpu_s'] / rates[f'{v} fp32']['steps_per_cpu_s']:4.2f}x fp32"
+                       if p != "fp32" and f"{v} fp32" in rates else "")
+            print(f"  {v:10s} {p:4s} {r['steps_per_s']:6.2f} steps/s  {r['frames_per_s']:7.0f} frames/s  "
+                  f"{r['steps_per_cpu_s']:6.2f} steps/CPU-s{vs_l1}{vs_fp32}  "
+                  f"({', '.join(f'{n} {n_p:,}' for n, n_p in r['params'].items())} parameters)")
         if args.loader_batches:
             data = args.data or Path(__file__).resolve().parents[1] / "data/packed/synthgrid/train.h5"
             if args.data is None and not data.is_file():
