@@ -25,7 +25,7 @@ MARKED = re.compile(r"(<!-- table: (?P<src>\S+) -->\n)(?P<table>.*?)(\n<!-- end 
 
 
 #: Folders of a run's committed outputs (its table*.csv and their .md twins): sources, never rewritten here.
-RUNS = ("evidence", "evidence-grid-s1")
+RUNS = ("default-run", "evidence", "evidence-grid-s1")
 
 
 def pages() -> list[Path]:
@@ -67,6 +67,24 @@ def stale() -> list[str]:
             elif table != render(path):
                 problems.append(f"{page.relative_to(REPO)}: the table copied from {src} differs from it (make docs)")
     return problems
+
+
+#: What a run's README.md must say once: when and on which machine it was made ("Made on 2026-12-06 on this
+#: project's 2-core CPU machine (Intel Xeon, AMX), no GPU"), since the same config and seeds give the same
+#: bytes on one machine, not across CPUs.
+MADE_ON = re.compile(r"Made on \d{4}-\d{2}-\d{2}\b[^.]*? on [^.]*?\b(CPU|GPU)\b")
+
+
+def unsourced() -> list[str]:
+    """One line per marked table whose run folder has no README.md saying when and on which machine it was made."""
+    problems = []
+    for page in pages():
+        for src, _ in marked_tables(page):
+            readme = (REPO / src).parent / "README.md"
+            if not readme.is_file() or not MADE_ON.search(readme.read_text()):
+                problems.append(f"{page.relative_to(REPO)}: {src}'s run has no README.md saying "
+                                f"'Made on <date> on <machine, CPU or GPU>'")
+    return sorted(set(problems))
 
 
 def write() -> list[Path]:

@@ -77,6 +77,12 @@ def test_tables_copied_from_a_committed_csv_equal_it():
     assert docs_tables.find_unmarked() == []  # a new literal copy must be marked, so that it is checked
 
 
+def test_every_copied_table_names_the_run_date_and_machine_it_comes_from():
+    assert docs_tables.unsourced() == []
+    assert docs_tables.MADE_ON.search("Made on 2026-12-06 on this project's 2-core CPU machine")
+    assert not docs_tables.MADE_ON.search("Made at commit 67a143b.")
+
+
 def test_a_changed_csv_makes_its_copy_stale(tmp_path, monkeypatch):
     src = tmp_path / "docs" / "t.csv"
     src.parent.mkdir()
