@@ -7,7 +7,7 @@ CORES  ?= 8
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.speechanim-installed
 
-.PHONY: help setup venv table3 report test dag docs
+.PHONY: help setup venv table3 report test dag docs plan mutants
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z][a-z0-9_-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,5 +36,15 @@ test: $(STAMP) ## the test suite (run make setup first on a fresh machine)
 dag: $(STAMP) ## results/dag.dot: the DAG as Graphviz (dot -Tpng results/dag.dot > dag.png)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --dag | sed -n '/^digraph/,$$p' > results/dag.dot
 
+plan: $(STAMP) ## each rule's jobs, CPU/GPU hours, memory and disk for CONFIG (default: the paper's, GRID) from docs/unit-costs.csv
+	$(BIN)/speechanim plan --config $(or $(CONFIG),workflow/configs/paper.yaml)
+
 docs: $(STAMP) ## rewrite the tables in README.md and docs/*.md that are copied from committed CSV files
 	$(BIN)/python tests/docs_tables.py --write
+
+MUTANT_JOBS ?= 1
+mutants: $(STAMP) ## mutation testing of losses, metrics/, sda, audio, claims, checkpoint (mutmut; hours, not CI): docs/mutants.md
+	$(BIN)/python -c 'import mutmut' 2>/dev/null || $(BIN)/python -m pip install -e '.[test,slurm,mutants]'
+	OMP_NUM_THREADS=1 SPEECHANIM_SHARED="$(abspath ..)/shared" PATH="$(abspath $(BIN)):$$PATH" \
+	  nice -n 19 $(BIN)/mutmut run --max-children $(MUTANT_JOBS)
+	$(BIN)/python tests/mutants_report.py

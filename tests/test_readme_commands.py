@@ -159,8 +159,16 @@ def stream_pipe(command: str, tmp_path: Path) -> None:
     assert y4m.startswith(b"YUV4MPEG2 W48 H64 F25:1") and y4m.count(b"FRAME\n") == 75
 
 
+def plan(command: str, tmp_path: Path) -> None:
+    """The command as written: a table with a total line, and GPU hours said to be estimates."""
+    res = run([str(BIN / "speechanim"), *shlex.split(command)[1:]])
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^total\s+\d", res.stdout, re.M) and "ESTIMATED, not measured" in res.stdout, res.stdout
+
+
 HOW = [
-    (r"make (setup|help|table3|test|report|dag|docs)$", make_dry_run),
+    (r"make (setup|help|table3|test|report|dag|docs|mutants|plan)$", make_dry_run),
+    (r"speechanim plan ", plan),
     (r"speechanim import-sda ", import_sda),
     (r"ffmpeg -i \S+ .*\| speechanim animate --stream ", stream_pipe),
     (r"speechanim animate ", animate),

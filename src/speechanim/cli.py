@@ -22,6 +22,12 @@ checkpoint, a checkpoint that carries code) ends with one line on stderr naming 
     speechanim study export --db study.sqlite --out responses.csv
 
 run the paper's user study and Turing test with people (see :mod:`speechanim.study`).
+
+::
+
+    speechanim plan --config workflow/configs/paper.yaml [--datasets tcdtimit] [--csv plan.csv]
+
+prints each rule's jobs, CPU and GPU hours, memory and disk for a config (see :mod:`speechanim.plan`).
 """
 from __future__ import annotations
 
@@ -82,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle a file that holds more than tensors, plain values and numpy arrays (could run code)")
     _study_parser(sub)
+    sub.add_parser("plan", help="each rule's jobs, CPU/GPU hours, memory and disk for a config (speechanim plan -h)")
     return parser
 
 
@@ -267,6 +274,11 @@ def _paths(args: argparse.Namespace) -> tuple[dict, dict]:
 def main(argv: list[str] | None = None) -> int:
     from .fileio import PathClashError, check_outputs_apart
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plan"]:  # its own options (speechanim.plan.main)
+        from .plan import main as plan
+
+        return plan(argv[1:])
     args = _parser().parse_args(argv)
     try:
         check_outputs_apart(*_paths(args))  # before anything is read or written

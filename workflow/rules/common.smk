@@ -306,3 +306,31 @@ def all_targets():
     if USER_STUDY_RESPONSES:
         targets.append(f"{RESULTS}/figures/fig9_turing.png")
     return targets
+
+
+# --- resources (mem_mb, runtime, disk_mb): from `speechanim plan` for this config (docs/cluster.md)
+
+_PLAN = []
+
+
+def planned(rule, name, dataset=None):
+    """A resource of a rule's jobs as speechanim.plan gives it for this config: the plan's peak memory x1.5, its
+    time x1.5 capped at cluster.partition_limit_minutes, its output size; the largest job of the rule's dataset."""
+
+    def resource(wildcards):
+        if not _PLAN:
+            from speechanim.plan import Plan
+
+            _PLAN.append(Plan(config))
+        ds = dataset or wildcards.get("dataset") or dataset_of(wildcards.get("run"))
+        return _PLAN[0].request(rule, ds)[name]
+
+    return resource
+
+
+def planned_resources(rule, dataset=None):
+    """mem_mb, runtime and disk_mb of a rule, from the plan (for `resources: **planned_resources(...)`); none
+    before benchmarks/unit_costs.py has measured docs/unit-costs.csv (its own run of the DAG): the partition's limit only."""
+    if not (REPO / "docs" / "unit-costs.csv").is_file():
+        return {"runtime": (config.get("cluster") or {}).get("partition_limit_minutes", 2880)}
+    return {name: planned(rule, name, dataset) for name in ("mem_mb", "runtime", "disk_mb")}

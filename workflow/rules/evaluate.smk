@@ -19,8 +19,7 @@ rule generate:
         f"{LOGS}/benchmarks/{{run}}/generate_{{variant}}.tsv",
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **planned_resources("generate"),
         gpu=1,
     conda:
         "../../envs/torch.yaml"
@@ -43,8 +42,7 @@ rule reference_landmarks:
     benchmark:
         f"{LOGS}/benchmarks/{{dataset}}/real_landmarks.tsv",
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **planned_resources("reference_landmarks"),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -74,8 +72,7 @@ rule evaluate_method:
     benchmark:
         f"{LOGS}/benchmarks/{{run}}/evaluate_{{method}}.tsv",
     resources:
-        mem_mb=4000,
-        runtime=240,
+        **planned_resources("evaluate_method"),
     conda:
         "../../envs/torch.yaml"
     shell:

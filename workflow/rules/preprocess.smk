@@ -22,8 +22,7 @@ rule align_speaker:
     benchmark:
         f"{LOGS}/benchmarks/{{dataset}}/align_{{speaker}}.tsv",
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **planned_resources("align_speaker"),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -81,9 +80,10 @@ rule pack:
         mirror=lambda wc: "--mirror" if wc.part == "train" and config["preprocess"]["mirror_train"] else "",
     log:
         f"{LOGS}/preprocess/{{dataset}}/pack_{{part}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/pack_{{part}}.tsv",
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **planned_resources("pack"),
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -35,8 +35,7 @@ rule grid_speaker:
     log:
         f"{LOGS}/raw/grid/{{speaker}}.log",
     resources:
-        mem_mb=2000,
-        runtime=120,
+        **planned_resources("grid_speaker", "grid"),  # the download itself is not planned (network)
     conda:
         "../../envs/raw.yaml"
     shell:
@@ -55,8 +54,7 @@ rule synthgrid_speaker:
     log:
         f"{LOGS}/raw/synthgrid/{{speaker}}.log",
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **planned_resources("synthgrid_speaker", "synthgrid"),
     conda:
         "../../envs/synth.yaml"
     shell:
@@ -90,8 +88,7 @@ rule tcdtimit_speaker:
     log:
         f"{LOGS}/raw/tcdtimit/{{speaker}}.log",
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **planned_resources("tcdtimit_speaker", "tcdtimit"),
     conda:
         "../../envs/raw.yaml"
     shell:
@@ -112,9 +109,10 @@ rule folder_speaker:
         out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),  # <data>/raw/<dataset>
     log:
         f"{LOGS}/raw/{{dataset}}/{{speaker}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/{{dataset}}/raw_{{speaker}}.tsv",
     resources:
-        mem_mb=1000,
-        runtime=60,
+        **planned_resources("folder_speaker"),
     conda:
         "../../envs/raw.yaml"
     shell:

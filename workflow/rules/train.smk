@@ -1,5 +1,8 @@
 # Training (paper 3.3): one job per dataset x seed x variant, and the lipreader that scores WER (paper 4.2).
 # A job killed mid-training resumes from results/<run>/models/<variant>/work/last.pt when rerun.
+# Inside a SLURM job, a training stops between two epochs before its `runtime` (minus `train_stop_margin_s`) and
+# exits with status 75; the profile resubmits it and it resumes (docs/cluster.md). Elsewhere it has no time limit.
+TRAIN_STOP_MARGIN_S = config.get("train_stop_margin_s", 600)
 
 
 rule train:
@@ -31,8 +34,7 @@ rule train:
     priority: 1  # before generation and scoring, which wait for the lipreader and the SyncNet anyway
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=2880,
+        **planned_resources("train"),
         gpu=1,
         num_workers=config["training"].get("num_workers", 4),
     conda:
@@ -41,6 +43,7 @@ rule train:
         "OMP_NUM_THREADS={threads} python -m speechanim.train --dataset {params.dataset} --variant {wildcards.variant}"
         " --train {input.train:q} --val {input.val:q} --out {params.out:q}"
         " --model {params.model:q} --training {params.training:q} --num-workers {resources.num_workers}"
+        " ${{SLURM_JOB_ID:+--time-limit {resources.runtime} --stop-margin {TRAIN_STOP_MARGIN_S}}}"
         " --no-progress 2> {log:q}"
 
 
@@ -61,8 +64,7 @@ rule lipreader:
     priority: 3  # the longest job: started first, so that 2 cores end together
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=1440,
+        **planned_resources("lipreader"),
         gpu=1,
     conda:
         "../../envs/torch.yaml"
@@ -88,8 +90,7 @@ rule syncnet:
     priority: 2  # every evaluation needs it: done early, not last
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=720,
+        **planned_resources("syncnet"),
         gpu=1,
     conda:
         "../../envs/torch.yaml"
