@@ -1,10 +1,13 @@
 """The cluster profile on a real SLURM: a one-node slurmctld + slurmd on 127.0.0.1 (tests/slurm/start.sh)
 runs the tiny DAG through snakemake-executor-plugin-slurm with a profile derived from
 workflow/profiles/slurm; every job goes through sbatch, the tables equal a local run's, and a training
-job cancelled with scancel mid-training is resubmitted and resumes from its checkpoint."""
+job cancelled with scancel mid-training is resubmitted and resumes from its checkpoint. A training whose
+runtime leaves time for one epoch a job stops before it, is resubmitted until it ends, and ends with the
+weights of the local run's uninterrupted training."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,8 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from speechanim.checkpoint import load_checkpoint
 from test_dag import job_counts, snakemake as local_snakemake, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,13 +40,15 @@ def slurm(tmp_path_factory):
     subprocess.run([str(SLURM / "stop.sh"), str(state)], timeout=60)
 
 
-def test_profile(workdir: Path) -> Path:
+def test_profile(workdir: Path, **train_resources) -> Path:
     """workflow/profiles/slurm with local partitions: the same resource mapping, no GPU requests (the node
-    has none), threads and memory that fit this machine, job states from squeue (no accounting database)."""
+    has none), threads and memory that fit this machine, job states from squeue (no accounting database);
+    ``train_resources`` set the train rule's."""
     profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     for rule in GPU_RULES:
         profile["set-resources"].setdefault(rule, {}).update(gpu=0, cpus_per_task=1, mem_mb=2000)
         profile.setdefault("set-threads", {})[rule] = 1
+    profile["set-resources"]["train"].update(train_resources)
     for rule in ("align_speaker", "pack", "evaluate_method", "synthgrid_speaker"):
         profile["set-resources"].setdefault(rule, {}).update(mem_mb=2000)
     profile["default-resources"].update(mem_mb=1000, cpus_per_task=1)
@@ -64,15 +71,32 @@ def slurm_config() -> dict:
     return config
 
 
-def test_the_dag_through_slurm_equals_a_local_run_and_a_cancelled_training_resumes(slurm, tmp_path):
-    local, cluster = tmp_path / "local", tmp_path / "cluster"
-    for d in (local, cluster):
-        d.mkdir()
-        (d / "config.yaml").write_text(yaml.safe_dump(slurm_config()))
-    res = local_snakemake(local, "all")
+@pytest.fixture(scope="module")
+def local(tmp_path_factory) -> Path:
+    """A folder for the tiny DAG of slurm_config() run locally (:func:`run_locally`), which the cluster's runs
+    must equal; the module's tests share what it has made."""
+    local = tmp_path_factory.mktemp("local")
+    (local / "config.yaml").write_text(yaml.safe_dump(slurm_config()))
+    return local
+
+
+def run_locally(local: Path, *targets: str) -> None:
+    """``snakemake --cores 2 TARGETS`` in ``local`` (what an earlier test made is not made again)."""
+    res = local_snakemake(local, *targets)
     assert res.returncode == 0, res.stderr[-3000:]
 
-    env = dict(slurm, PATH=f"{Path(sys.executable).parent}:{slurm['PATH']}", OMP_NUM_THREADS="1")
+
+def cluster_env(slurm: dict) -> dict:
+    return dict(slurm, PATH=f"{Path(sys.executable).parent}:{slurm['PATH']}", OMP_NUM_THREADS="1")
+
+
+def test_the_dag_through_slurm_equals_a_local_run_and_a_cancelled_training_resumes(slurm, local, tmp_path):
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    (cluster / "config.yaml").write_text(yaml.safe_dump(slurm_config()))
+
+    run_locally(local, "all")
+    env = cluster_env(slurm)
     profile = test_profile(cluster)
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(profile),
                             "all"], cwd=cluster, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -111,3 +135,48 @@ def test_the_dag_through_slurm_equals_a_local_run_and_a_cancelled_training_resum
     # the same tables as the local run
     for table in ("table1.csv", "table2.csv", "table3.csv"):
         assert (cluster / "results" / table).read_bytes() == (local / "results" / table).read_bytes(), table
+
+
+def test_a_training_longer_than_its_time_limit_is_resubmitted_until_it_ends_as_an_uninterrupted_one(slurm, local,
+                                                                                                   tmp_path):
+    """The train rule's runtime (3 minutes) less train_stop_margin_s (179 s) leaves a job 1 s: each trains one
+    epoch, stops, exits with status 75 and is resubmitted (the profile's preemptible-retries); the third of
+    slurm_config()'s 3 epochs ends the training. Locally (no SLURM job) the same config has no time limit."""
+    variant = "full"
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    (cluster / "config.yaml").write_text(yaml.safe_dump(dict(slurm_config(), train_stop_margin_s=179)))
+    target = f"results/synthgrid/models/{variant}/generator.pt"
+    run_locally(local, target)
+    shutil.copytree(local / "data", cluster / "data")  # the packed clips, with their times: only the training runs
+    env = cluster_env(slurm)
+    profile = test_profile(cluster, runtime=3)
+    t0 = time.time()
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(profile),
+                          target], cwd=cluster, env=env, capture_output=True, text=True, timeout=900)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
+    assert job_counts(out) == {"train": 1}, out[-3000:]
+
+    # three sbatch jobs of the one training: two stopped (exit status 75; Snakemake shows their logs, then removes
+    # them before the next job), the last resumed at epoch 2 and finished
+    jobs = sorted((cluster / "slurm_logs").rglob("*.log"))
+    assert len(jobs) == 3 and all("rule_train" in str(job) for job in jobs), jobs
+    stops = sorted(set(re.findall(r"time limit: stopped after epoch (\d+):.*\(exit status 75\)", out)))
+    assert stops == ["1", "2"] and "resumed at epoch 1 from" in out, out[-5000:]
+    assert "time limit 3 min: an epoch starts only if it can end 179 s before it" in out
+    log = (cluster / "logs" / "train" / "synthgrid" / f"{variant}.log").read_text()
+    assert "resumed at epoch 2 from" in log and "time limit: stopped" not in log, log[-2000:]
+    print(f"{len(jobs)} jobs, 2 resumptions, {time.time() - t0:.0f} s")
+    assert "time limit" not in (local / "logs" / "train" / "synthgrid" / f"{variant}.log").read_text()
+
+    # the final generator and every network's last weights: those of the local, uninterrupted run, bit for bit
+    models = Path("results") / "synthgrid" / "models" / variant
+    for name in ("generator.pt", "work/last.pt"):
+        a, b = (load_checkpoint(d / models / name) for d in (local, cluster))
+        assert a["epoch"] == b["epoch"] and a["best"] == b["best"], name
+        for net in ("generator", "frame_discriminator", "sequence_discriminator"):
+            assert a[net].keys() == b[net].keys()
+            assert all(torch.equal(t, b[net][k]) for k, t in a[net].items()), f"{name}: {net}"
+    drop = [",".join(row.split(",")[:-1]) for row in (local / models / "history.csv").read_text().splitlines()]
+    assert drop == [",".join(row.split(",")[:-1]) for row in (cluster / models / "history.csv").read_text().splitlines()]

@@ -33,7 +33,9 @@ Files under ``--out``:
                    ``fps``, which ``Animator`` makes videos at)
 ``history.csv``    one row per epoch: losses, discriminator outputs, validation metrics, learning rates, seconds
 ``losses.png``     the curves of history.csv (refreshed at most once a minute, and at the end)
-``epochs/epoch<k>.pt``  with ``keep_epochs``: each epoch's checkpoint, for learning curves (benchmarks/learning_curves.py)
+``epochs/epoch<k>.pt``  with ``keep_epochs``: each epoch's checkpoint, for learning curves (benchmarks/learning_curves.py);
+                   hard-linked into ``work/epochs`` once last.pt commits the epoch, from where a rerun
+                   restores those an earlier run trained (Snakemake removes a failed or stopped job's ``epochs/``)
 
 Rerunning the same command resumes from ``work/last.pt`` when its model and training settings,
 variant and dataset are the same (``num_workers`` and ``max_epochs`` may change), and starts over
@@ -48,6 +50,13 @@ Under ``torchrun`` every process trains on its share of each epoch (DistributedS
 own networks wrapped in DistributedDataParallel (NCCL on CUDA, gloo on the CPU); ``batch_size`` is
 the global batch, split evenly; validation is split across the processes and its sums reduced;
 rank 0 alone writes files.
+
+A job with a wall-clock limit (a cluster's ``runtime``: ``--time-limit MINUTES``) stops between two epochs
+when the next one, taken to last as long as the longest this process has trained, would end less than
+``--stop-margin`` seconds before the limit; the epoch before is committed to ``work/last.pt`` as always, no
+``generator.pt`` is written, and the command exits with status 75 (:data:`EXIT_RESUME`, sysexits.h's
+EX_TEMPFAIL): rerun it to resume. Each run trains at least one epoch. The stops change nothing that is
+learnt: a training stopped any number of times ends with the weights of an uninterrupted one, bit for bit.
 """
 from __future__ import annotations
 
@@ -87,6 +96,9 @@ VAL_METRICS = {"psnr": "max", "l1": "min"}  # metric -> which way is better
 PRECISIONS = ("fp32", "bf16")  # TrainConfig.precision
 #: Training settings that may change without starting over (they do not change what is learnt).
 RESUME_MAY_CHANGE = ("num_workers", "max_epochs", "keep_epochs")
+#: The exit status of a run that stopped for its time limit with epochs left to train: rerun to resume
+#: (sysexits.h EX_TEMPFAIL, "try again later"; the SLURM profile resubmits such a job, docs/cluster.md).
+EXIT_RESUME = 75
 
 
 class TrainingError(RuntimeError):
@@ -445,6 +457,16 @@ def copy_atomic(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
+def link_atomic(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy where links cannot be made), replacing it in one rename.
+    Checkpoints are only ever replaced by a rename, so a link never sees its file change."""
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
 # ----------------------------------------------------------------------------------------------
 # Checkpoint files: work/last.pt commits an epoch, and the best epoch's weights always match it
 
@@ -472,6 +494,26 @@ def write_epoch(work: Path, state: dict[str, Any], improved: bool) -> None:
         raise
     if improved:
         os.replace(staged, work / "best.pt")
+
+
+def restore_kept_epochs(work: Path, epochs: Path, epoch: int, keep: bool) -> None:
+    """At the start of a run that goes on from ``epoch`` (0: starts over): bring back into ``epochs`` the kept
+    checkpoints (``keep_epochs``) that ``work/epochs`` holds of the epochs trained so far. Starting over, those of
+    the former training are removed. A run stopped between last.pt's commit and the link of its epoch left that
+    one only in ``epochs``, which Snakemake may have removed: it is last.pt itself."""
+    kept = work / "epochs"
+    if epoch == 0:
+        for path in kept.glob("epoch*.pt"):
+            path.unlink()
+        return
+    if not keep:
+        return
+    own = kept / f"epoch{epoch:03d}.pt"
+    if not own.is_file() and (kept.is_dir() or (epochs / own.name).is_file()):  # it was keeping epochs then
+        link_atomic(epochs / own.name if (epochs / own.name).is_file() else work / "last.pt", own)
+    for path in sorted(kept.glob("epoch*.pt")):
+        if not (epochs / path.name).is_file():
+            link_atomic(path, epochs / path.name)
 
 
 def epoch_of(path: Path) -> int | None:
@@ -619,17 +661,51 @@ def validate(generator: Generator, loader: DataLoader, d: Dist, seed: int) -> di
 
 
 # ----------------------------------------------------------------------------------------------
+# A wall-clock limit
+
+
+@dataclass(frozen=True)
+class TimeLimit:
+    """A job's wall-clock limit: ``limit_s`` seconds from ``start`` (a :func:`time.monotonic` reading taken
+    when the process started), of which the last ``margin_s`` are kept free (for the job's own start before
+    the process, an epoch slower than the longest so far, and the exit)."""
+
+    limit_s: float
+    margin_s: float
+    start: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.limit_s) and self.limit_s > 0):
+            raise TrainingError(f"the time limit must be > 0 minutes, got {self.limit_s / 60:g}")
+        if not (math.isfinite(self.margin_s) and self.margin_s >= 0):
+            raise TrainingError(f"the stop margin must be >= 0 seconds, got {self.margin_s:g}")
+
+    @property
+    def deadline(self) -> float:
+        """The :func:`time.monotonic` reading by which an epoch must end."""
+        return self.start + self.limit_s - self.margin_s
+
+    def next_epoch_fits(self, now: float, longest_epoch: float | None) -> bool:
+        """Whether an epoch started at ``now`` and as long as ``longest_epoch`` (seconds; None before the
+        process's first epoch) ends by :attr:`deadline`. Always True before the first epoch, so that every
+        run makes progress."""
+        return longest_epoch is None or now + longest_epoch <= self.deadline
+
+
+# ----------------------------------------------------------------------------------------------
 # The loop
 
 
 def train(*, dataset: str, variant: str, train_path: str | os.PathLike, val_path: str | os.PathLike,
           out_dir: str | os.PathLike, model_cfg: ModelConfig, train_cfg: TrainConfig,
-          progress: bool = True) -> dict[str, Any]:
-    """Train one variant; returns ``{"epochs", "best_epoch", "best", "generator"}`` (see the module doc)."""
+          progress: bool = True, time_limit: TimeLimit | None = None) -> dict[str, Any]:
+    """Train one variant; returns ``{"epochs", "best_epoch", "best", "generator", "finished"}`` (see the module
+    doc). With ``time_limit``, training may stop between two epochs (``finished`` False, ``generator`` None):
+    call again to resume."""
     d = setup_distributed()
     try:
         return _train(d, dataset, variant, Path(train_path), Path(val_path), Path(out_dir), model_cfg, train_cfg,
-                      progress)
+                      progress, time_limit)
     finally:
         if d.world > 1:
             dist.destroy_process_group()
@@ -695,7 +771,7 @@ def resume(last_path: Path, best_path: Path, identity: dict, nets: dict, opts: d
 
 
 def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path, out: Path,
-           mcfg: ModelConfig, tcfg: TrainConfig, progress: bool) -> dict[str, Any]:
+           mcfg: ModelConfig, tcfg: TrainConfig, progress: bool, time_limit: TimeLimit | None) -> dict[str, Any]:
     def log(msg: str) -> None:
         if d.main:
             tqdm.write(f"[train {dataset}/{variant}] {msg}", file=sys.stderr)
@@ -703,7 +779,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
     mcfg = variant_model_config(variant, mcfg)
     work, last_path, best_path = out / "work", out / "work" / "last.pt", out / "work" / "best.pt"
     if d.main:  # a killed run's half-written files
-        for folder in (out, work, out / "epochs"):
+        for folder in (out, work, out / "epochs", work / "epochs"):
             for stale in remove_stale_temporaries(folder):
                 log(f"removed {stale}, a temporary file a stopped run left")
     fps = check_packed(train_path, mcfg, "training")  # stored in the checkpoints (the authors' video_rate)
@@ -724,11 +800,16 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
     identity = {"model_config": model_config_dict(mcfg), "variant": variant, "dataset": dataset,
                 "train_config": {k: v for k, v in train_config_dict(tcfg).items() if k not in RESUME_MAY_CHANGE}}
     epoch, history, best = resume(last_path, best_path, identity, nets, opts, scheds, d, tcfg, log)
+    if d.main:
+        restore_kept_epochs(work, out / "epochs", epoch, tcfg.keep_epochs)
     if epoch == 0:
         log("parameters: " + ", ".join(f"{n} {count_parameters(m):,}" for n, m in nets.items())
             + f"; {len(train_ds)} training clips, {n_val} validation clips, {steps} steps of {tcfg.batch_size} "
               f"clips x {tcfg.n_frames} frames per epoch on {d.device}"
             + (f" x {d.world} processes" if d.world > 1 else ""))
+    if time_limit is not None:
+        log(f"time limit {time_limit.limit_s / 60:g} min: an epoch starts only if it can end {time_limit.margin_s:g} s "
+            "before it")
     if d.world > 1:
         # The frame discriminator runs twice (real, then generated) before one backward; DDP's buffer
         # broadcast at the second forward would overwrite batch-norm statistics the first one saved
@@ -765,7 +846,19 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
 
     # --- epochs
     plotted = time.time()
+    longest = None  # seconds of this process's longest epoch, checkpoint writing included (the time limit's guess)
     while epoch < tcfg.max_epochs and epoch - best["epoch"] < tcfg.patience:
+        # rank 0's clock decides for every process
+        if time_limit is not None and not gather(time_limit.next_epoch_fits(time.monotonic(), longest), d)[0]:
+            left = time_limit.deadline + time_limit.margin_s - time.monotonic()
+            log(f"time limit: stopped after epoch {epoch}: the next (~{longest:.0f} s) would not end "
+                f"{time_limit.margin_s:g} s before the limit ({left:.0f} s left of {time_limit.limit_s / 60:g} min); "
+                f"rerun to resume from {last_path} (exit status {EXIT_RESUME})")
+            if d.main:
+                plot_history(history, out, f"{dataset} / {variant}")
+            return {"epochs": epoch, "best_epoch": best["epoch"], "best": best["value"], "generator": None,
+                    "finished": False}
+        started = time.monotonic()
         t0 = time.time()
         lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in opts.items()}
         means = train_epoch(nets, opts, criterion, cycle(loader, sampler, epoch), steps, d,
@@ -788,9 +881,12 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
         rngs = gather(rng_state(), d)
         if d.main:
             state = payload(rngs)
+            kept = f"epoch{epoch:03d}.pt"
             if tcfg.keep_epochs:  # before the commit: a failed write here is redone by the rerun
-                save_checkpoint(out / "epochs" / f"epoch{epoch:03d}.pt", state)
+                save_checkpoint(out / "epochs" / kept, state)
             write_epoch(work, state, improved)
+            if tcfg.keep_epochs:  # after it: work/ changes only with a commit
+                link_atomic(out / "epochs" / kept, work / "epochs" / kept)
             write_history(history, out)
             if time.time() - plotted > 60:  # a plot takes a second or two: refreshed at most once a minute
                 plot_history(history, out, f"{dataset} / {variant}")
@@ -800,6 +896,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
             + f"; val PSNR {row['val_psnr']:.2f} dB, L1 {row['val_l1']:.4f}"
             + (" (best)" if improved else f" (best {best['value']:.4g} at epoch {best['epoch']})")
             + f"; {row['seconds']:.0f} s")
+        longest = max(longest or 0.0, time.monotonic() - started)
 
     if epoch - best["epoch"] >= tcfg.patience:
         log(f"stopped: no better validation {tcfg.val_metric} for {tcfg.patience} epochs (best: epoch {best['epoch']})")
@@ -811,7 +908,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
         write_history(history, out)
         plot_history(history, out, f"{dataset} / {variant}")
         log(f"wrote {final} (epoch {best['epoch']}, val {tcfg.val_metric} {best['value']:.4g})")
-    return {"epochs": epoch, "best_epoch": best["epoch"], "best": best["value"], "generator": final}
+    return {"epochs": epoch, "best_epoch": best["epoch"], "best": best["value"], "generator": final, "finished": True}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -819,6 +916,7 @@ def _train(d: Dist, dataset: str, variant: str, train_path: Path, val_path: Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     ap = argparse.ArgumentParser(prog="python -m speechanim.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", required=True, help="dataset name (recorded in the checkpoints)")
     ap.add_argument("--variant", required=True, choices=VARIANTS)
@@ -830,6 +928,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-workers", type=int, default=None,
                     help="data-loader processes (overrides --training's num_workers; does not change the result)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--time-limit", type=float, metavar="MINUTES",
+                    help="this job's wall-clock limit: stop between two epochs when the next would end less than "
+                         f"--stop-margin before it, and exit with status {EXIT_RESUME} (rerun to resume)")
+    ap.add_argument("--stop-margin", type=float, default=600.0, metavar="SECONDS",
+                    help="seconds before --time-limit kept free (default: 600)")
     args = ap.parse_args(argv)
     refuse_clashing_paths(ap, {"--train": args.train, "--val": args.val}, {"--out": args.out})
     try:
@@ -839,12 +942,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.num_workers < 0:
                 raise TrainingError(f"--num-workers must be >= 0, got {args.num_workers}")
             train_cfg.num_workers = args.num_workers
-        train(dataset=args.dataset, variant=args.variant, train_path=args.train, val_path=args.val, out_dir=args.out,
-              model_cfg=model_cfg, train_cfg=train_cfg, progress=not args.no_progress)
+        limit = None if args.time_limit is None else TimeLimit(args.time_limit * 60, args.stop_margin, started)
+        result = train(dataset=args.dataset, variant=args.variant, train_path=args.train, val_path=args.val,
+                       out_dir=args.out, model_cfg=model_cfg, train_cfg=train_cfg, progress=not args.no_progress,
+                       time_limit=limit)
     except (TrainingError, CheckpointError, OSError) as e:  # OSError: a file it writes (a full disk)
         print(f"speechanim.train: error: {e}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if result["finished"] else EXIT_RESUME
 
 
 if __name__ == "__main__":
