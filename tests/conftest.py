@@ -4,12 +4,14 @@ Tests may read ``../shared`` (the real GRID clips); the product never does.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# SPEECHANIM_SHARED: where ../shared is when the tests run from a copy of the repo (make mutants runs them in mutants/)
+SHARED = Path(os.environ.get("SPEECHANIM_SHARED") or REPO.parent / "shared")
 GRID_MINI = SHARED / "data" / "grid-mini"
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from speechanim.audio import SilentAudioError, fit_length, frame_audio, normalise, samples_per_frame
+from speechanim.audio import (SilentAudioError, check_audible, check_mix, fit_length, frame_audio, mix_to_mono, normalise,
+                              resample, samples_per_frame, window_samples)
 
 
 def test_window_k_is_centred_on_frame_k():
@@ -45,3 +46,102 @@ def test_normalise_and_silence():
     assert abs(y.mean()) < 1e-3 and np.abs(y).max() == pytest.approx(1.0)
     with pytest.raises(SilentAudioError, match="clip.wav: silent audio track"):
         normalise(np.zeros(8000, np.float32), source="clip.wav")
+
+
+# Values below are worked out by hand from each function's documented rule (mutation testing, docs/mutants.md).
+
+def test_samples_per_frame_and_window_samples_round_to_whole_samples():
+    assert samples_per_frame(16000, 25) == 640 and samples_per_frame(50000, 25.0) == 2000
+    assert samples_per_frame(16000, 25.000000001) == 640  # within 1e-6 samples of a whole number
+    with pytest.raises(ValueError, match=r"^sample rate 22050 Hz is not a whole number of samples per frame at "
+                                         r"29\.97 fps$"):
+        samples_per_frame(22050, 29.97)
+    assert window_samples(16000, 0.16) == 2560 and window_samples(50000, 0.2) == 10000
+    assert window_samples(16000, 0.0001) == 2  # 1.6 samples rounds to 2, not down to 1
+
+
+def test_resample_keeps_a_tone_at_its_frequency_and_the_length_in_seconds():
+    t_in = np.arange(4410) / 44100
+    tone = np.sin(2 * np.pi * 100 * t_in)
+    out = resample(tone, 44100, 16000)  # gcd 100: up 160, down 441
+    assert out.dtype == np.float32 and out.shape == (1600,)
+    t_out = np.arange(1600) / 16000
+    np.testing.assert_allclose(out[200:1400], np.sin(2 * np.pi * 100 * t_out)[200:1400], atol=2e-3)
+    same = resample(np.array([1, 2, 3]), 16000.0, 16000)
+    assert same.dtype == np.float32 and same.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_check_audible_measures_the_rms_around_the_mean():
+    square = np.tile([0.5, -0.5], 50) + 3.0  # RMS 0.5 once its offset of 3 is removed
+    check_audible(square, silence_rms=0.5)  # exactly at the threshold: audible
+    with pytest.raises(SilentAudioError, match=r"^x\.wav: silent audio track \(RMS 5\.00e-01 < 6e-01\)$"):
+        check_audible(square, silence_rms=0.6, source="x.wav")
+    with pytest.raises(SilentAudioError, match=r"^audio: silent audio track \(RMS 0\.00e\+00 < 1e-04\)$"):
+        check_audible(np.full(100, 3.0))  # a constant (a DC offset) is silence
+    with pytest.raises(SilentAudioError, match=r"RMS 0\.00e\+00"):
+        check_audible(np.zeros(0))
+    check_audible(np.tile([2e-4, -2e-4], 10))  # the default threshold is 1e-4
+
+
+def test_check_mix_refuses_only_a_silent_mix_of_channels_that_are_not():
+    with pytest.raises(SilentAudioError, match=r"^in\.wav: its 2 channels cancel out when mixed to mono \(RMS 0\.0e\+00 "
+                                               r"mixed, 7\.0e-01 in channel 2: one is the other inverted\?\); keep one "
+                                               r"channel, e\.g\. ffmpeg -i IN -af 'pan=mono\|c0=c0' OUT\.wav$"):
+        check_mix([0.1, 0.7], 0.0, source="in.wav")
+    with pytest.raises(SilentAudioError, match="channel 1"):
+        check_mix([[0.5], [0.5]], 0.0)  # any shape of per-channel values; the first loudest is named
+    with pytest.raises(SilentAudioError):
+        check_mix([0.0, 0.5], 0.4, silence_rms=0.5)  # a channel exactly at the threshold is not silent
+    check_mix([0.5, 0.5], 0.5, silence_rms=0.5)  # the mix exactly at the threshold is not silent
+    check_mix([0.4, 0.4], 0.0, silence_rms=0.5)  # every channel silent: nothing cancelled
+    check_mix([0.7], 0.0)  # one channel: nothing to cancel
+
+
+def test_mix_to_mono_averages_the_channels_and_refuses_cancelling_ones():
+    left = np.array([0.0, 1.0, 0.0, -1.0])
+    np.testing.assert_array_equal(mix_to_mono(np.stack([left, 0.5 * left], axis=1)), 0.75 * left)
+    np.testing.assert_array_equal(mix_to_mono(np.stack([left, left, -left], axis=1)), left / 3)
+    with pytest.raises(SilentAudioError, match=r"^a\.wav: its 2 channels cancel out"):
+        mix_to_mono(np.stack([left, -left], axis=1), source="a.wav")
+    # each channel's RMS around its own mean is sqrt(1/2) = 0.707; the mix (a constant 5) has none
+    with pytest.raises(SilentAudioError):
+        mix_to_mono(np.stack([left + 5, -left + 5], axis=1), silence_rms=0.7)
+    mix_to_mono(np.stack([left, -left], axis=1) * 0.5, silence_rms=0.8)  # channels of RMS 0.35 < 0.8: silent too
+    one = np.array([1.0, -2.0])
+    assert mix_to_mono(one) is one
+    np.testing.assert_array_equal(mix_to_mono(np.array([[1.0, -1.0]])), [0.0])  # one sample: no RMS to compare
+    np.testing.assert_array_equal(mix_to_mono(left[:, None]), left)
+
+
+def test_normalise_removes_the_offset_and_scales_the_peak_to_one():
+    y = normalise(np.array([1.0, 2.0, 3.0, 6.0]))  # mean 3: -2, -1, 0, 3, then / 3
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, [-2 / 3, -1 / 3, 0.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(normalise(np.array([0.0, 0.0, -4.0, 0.0])), [1 / 3, 1 / 3, -1.0, 1 / 3], rtol=1e-6)
+    with pytest.raises(SilentAudioError, match=r"^b: silent audio track \(RMS .* < 1e\+01\)$"):
+        normalise(np.array([1.0, 2.0, 3.0, 6.0]), silence_rms=10, source="b")
+
+
+def test_fit_length_trims_or_pads_with_zeros_at_the_end():
+    np.testing.assert_array_equal(fit_length(np.arange(1.0, 8.0), 3, 2), [1, 2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(fit_length(np.arange(1.0, 7.0), 3, 2), [1, 2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(fit_length(np.arange(1.0, 4.0), 3, 2), [1, 2, 3, 0, 0, 0])
+
+
+def test_frame_audio_with_an_odd_padding_a_stride_and_untrimmed_audio():
+    ramp = np.arange(1.0, 501.0)  # 1000 Hz at 10 fps: 100 samples a frame; 5 frames
+    w = frame_audio(ramp, 5, 1000, 10, 0.155)  # 155-sample windows: 27 zeros before, 28 after
+    assert w.dtype == np.float32 and w.shape == (5, 155)
+    assert np.all(w[0, :27] == 0) and w[0, 27] == 1 and w[1, 0] == 100 - 27 + 1
+    assert w[4, 126] == 500 and np.all(w[4, 127:] == 0)  # window k, sample j: sample 100 k + j - 27 of the audio
+    w = frame_audio(ramp, 3, 1000, 10, 0.155)  # trimmed to 3 frames: nothing of frame 3 is heard
+    assert w[2, 126] == 300 and np.all(w[2, 127:] == 0)
+    w = frame_audio(ramp, 3, 1000, 10, 0.155, trim=False)  # the samples after the last frame are kept
+    assert w[2, 126] == 300 and w[2, 154] == 328
+    w = frame_audio(ramp[:250], 3, 1000, 10, 0.155, trim=False)  # too short: zero-padded to 3 frames
+    assert w[2, 27 + 49] == 250 and np.all(w[2, 27 + 50:] == 0)
+    w = frame_audio(ramp, 4, 1000, 10, 0.2, stride=50)  # windows 50 samples apart: 75 zeros before
+    assert w.shape == (4, 200) and w[1, 75 - 50] == 1 and w[3, 75] == 151
+    with pytest.raises(ValueError, match=r"^window of 99 samples is shorter than one video frame \(100 samples\)$"):
+        frame_audio(ramp, 5, 1000, 10, 0.099)
+    frame_audio(ramp, 5, 1000, 10, 0.1)  # a window of exactly one frame is allowed

@@ -11,8 +11,8 @@ import pytest
 
 import numpy as np
 
-from speechanim.claims import (Scores, best_of, better, bootstrap, clip_columns, close, figure, main as claims_main,
-                               within_factor)
+from speechanim.claims import (ClaimsError, Scores, _fmt, _interval_text, best_of, better, bootstrap, clip_columns, close,
+                               figure, interval, load_scores, main as claims_main, read_clip_scores, within_factor)
 from speechanim.metrics.wer import wer
 from speechanim.tables import main as tables_main, mean_std_cell, metric_cells
 
@@ -253,3 +253,245 @@ def test_one_seed_still_gives_intervals_and_says_so(tmp_path):
     text = out.read_text()
     assert "1 training seed(s)" in text and "intervals are over test clips only" in text
     assert all("[" in line for line in text.splitlines() if line.startswith("- **holds**"))
+
+
+# ------------------------------------------------------------------ each rule on inputs whose answer is exact
+# (mutation testing, docs/mutants.md): constant per-clip scores make every bootstrap resample give the same
+# difference, so the interval's ends are known and each verdict's boundary can be tested from both sides.
+
+
+def const(name: str, value: float, metric: str = "psnr", seeds: int = 1, clips: int = 4) -> Scores:
+    return scores(name, [[value] * clips] * seeds, metric)
+
+
+def test_per_clip_columns_are_parsed_as_the_evaluation_wrote_them():
+    row = {"key": "s1/u0", "psnr": "24", "ssim": "", "lmd": "None", "cpbd": "n/a", "words": "Bin blue",
+           "transcript": "bin RED at", "blinks": "2", "fps": "25", "seconds": "3", "blink_frames": "10"}
+    c = clip_columns(row)
+    assert c["psnr"] == 24.0 and all(math.isnan(c[m]) for m in ("ssim", "lmd", "cpbd", "fdbm", "silence_motion"))
+    assert c["word_errors"] == 2.0 and c["n_words"] == 2.0  # "blue" read as "red", "at" inserted
+    assert c["blinks"] == 2.0 and c["seconds"] == 3.0 and c["blink_seconds"] == pytest.approx(0.4)  # 10 frames / 25
+    no_face = clip_columns({**row, "blinks": ""})
+    assert all(math.isnan(no_face[k]) for k in ("blinks", "seconds", "blink_seconds"))
+    for missing in ("words", "transcript"):
+        c = clip_columns({k: v for k, v in row.items() if k != missing})
+        assert math.isnan(c["word_errors"]) and math.isnan(c["n_words"])
+    assert set(clip_columns({})) == {"psnr", "ssim", "fdbm", "cpbd", "acd", "lmd", "mouth_r", "lse_d", "lse_c",
+                                     "silence_motion", "word_errors", "n_words", "blinks", "seconds", "blink_seconds"}
+
+
+def test_per_clip_files_that_cannot_be_read_are_named(tmp_path):
+    with pytest.raises(ClaimsError, match=rf"^{tmp_path}/full\.csv: cannot read the per-clip scores \(No such file or "
+                                          r"directory\)$"):
+        read_clip_scores(tmp_path, "full")
+    (tmp_path / "full.csv").write_text("psnr,ssim\n1,2\n")
+    with pytest.raises(ClaimsError, match=r"full\.csv: not per-clip scores of speechanim\.evaluate \(no 'key' column\)$"):
+        read_clip_scores(tmp_path, "full")
+    (tmp_path / "full.csv").write_text("key,psnr\n")
+    assert read_clip_scores(tmp_path, "full") == {}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "full.csv").write_text("key,psnr\nu0,1\nu1,2\n")
+    (tmp_path / "b" / "full.csv").write_text("key,psnr\nu1,5\n")
+    s = load_scores([tmp_path / "a", tmp_path / "b"], "full", ["u1", "u0"])
+    assert s.name == "full" and s.n_seeds == 2
+    np.testing.assert_array_equal(s.columns["psnr"], [[2.0, 1.0], [5.0, np.nan]])  # u0 missing in seed b: nan
+
+
+def test_figures_are_means_over_seeds_of_means_or_ratios_over_clips():
+    s = scores("full", [[1.0, np.nan, 3.0], [4.0, 4.0, 4.0]])
+    assert figure(s, "psnr") == pytest.approx((2.0 + 4.0) / 2)  # a clip without a value is left out
+    assert math.isnan(figure(scores("full", [[1.0, 2.0], [np.nan, np.nan]]), "psnr"))  # a seed without any value
+    cols = {c: np.full((1, 3), np.nan) for c in clip_columns({})}
+    cols["word_errors"], cols["n_words"] = np.array([[1.0, 3.0, np.nan]]), np.array([[4.0, 4.0, np.nan]])
+    assert figure(Scores("full", cols), "wer") == pytest.approx(4 / 8)
+    cols["n_words"] = np.array([[0.0, 0.0, np.nan]])
+    assert math.isnan(figure(Scores("full", cols), "wer"))  # no reference words: no rate
+    cols["n_words"] = np.full((1, 3), np.nan)
+    assert math.isnan(figure(Scores("full", cols), "wer"))
+
+
+def test_bootstrap_draws_seeds_and_clips_with_replacement():
+    two = scores("a", [[1.0] * 3, [3.0] * 3])  # seeds at 1 and 3: a resample's mean over 2 drawn seeds is 1, 2 or 3
+    draws = bootstrap([two], "psnr", resamples=2000)[0]
+    assert set(np.unique(draws)) == {1.0, 2.0, 3.0} and (draws == 2.0).mean() == pytest.approx(0.5, abs=0.05)
+    clips = bootstrap([scores("b", [[0.0, 10.0]])], "psnr", resamples=2000)[0]  # 2 clips drawn of 2
+    assert set(np.unique(clips)) == {0.0, 5.0, 10.0} and (clips == 5.0).mean() == pytest.approx(0.5, abs=0.05)
+
+
+def test_interval_is_the_central_coverage_of_the_resamples():
+    samples = np.append(np.arange(101.0), np.nan)
+    assert interval(samples) == pytest.approx((2.5, 97.5))
+    assert interval(samples, 0.9) == pytest.approx((5.0, 95.0))
+
+
+@pytest.mark.parametrize("diff, lo, hi, text", [
+    (1.1, 0.9, 1.3, "+1.10 [+0.90, +1.30]"),
+    (12.34, 10.0, 15.0, "+12.3 [+10.0, +15.0]"),
+    (0.01234, 0.01, 0.015, "+0.0123 [+0.0100, +0.0150]"),
+    (150.0, 100.0, 200.0, "+150 [+100, +200]"),
+    (1234.0, 1000.0, 1500.0, "+1234 [+1000, +1500]"),
+    (-1.5, -2.0, -1.0, "-1.50 [-2.00, -1.00]"),
+    (0.0, 0.0, 0.0, "+0.000 [+0.000, +0.000]"),
+    (0.5, -0.1, 9.99, "+0.50 [-0.10, +9.99]"),  # the largest of the three sets the decimals
+])
+def test_interval_text_gives_three_significant_digits_to_the_largest(diff, lo, hi, text):
+    assert _interval_text(diff, lo, hi) == text
+
+
+def test_fmt():
+    assert _fmt(math.nan) == "N/A" and _fmt(math.inf) == "N/A" and _fmt(0.123456) == "0.1235" and _fmt(24.3) == "24.3"
+
+
+def test_better_verdicts_at_and_beside_zero():
+    v = better(const("full", 2.0), const("static", 1.0), "psnr", True, resamples=50)
+    assert (v.verdict, v.figures) == ("holds", "full 2 vs static 1, advantage +1.00 [+1.00, +1.00]")
+    v = better(const("full", 2.0), const("static", 1.0), "psnr", False, resamples=50)
+    assert (v.verdict, v.figures) == ("contradicted", "full 2 vs static 1, advantage (lower is better) "
+                                                      "-1.00 [-1.00, -1.00]")
+    v = better(const("l1_advimg", 1.0), const("other", 1.0), "psnr", True, resamples=50)
+    assert (v.verdict, v.figures) == ("not shown", "L1+Adv_img 1 vs other 1, advantage +0.000 [+0.000, +0.000]")
+    v = better(const("full", 1.0), const("ground_truth", np.nan), "psnr", True, resamples=50)
+    assert (v.verdict, v.figures) == ("not shown", "full 1, real N/A (a figure is missing, so nothing is compared)")
+
+
+def test_best_of_holds_only_if_every_rival_is_beaten():
+    w, lo, same, hi = const("full", 2.0), const("l1", 1.0), const("static", 2.0), const("still", 3.0)
+    v = best_of(w, [lo, lo], "psnr", True, resamples=20)
+    assert v.verdict == "holds" and v.figures == "full 2 vs L1 1, advantage +1.00 [+1.00, +1.00]; " \
+                                                 "full 2 vs L1 1, advantage +1.00 [+1.00, +1.00]"
+    assert best_of(w, [lo, same], "psnr", True, resamples=20).verdict == "not shown"
+    assert best_of(w, [lo, same, hi], "psnr", True, resamples=20).verdict == "contradicted"
+    assert best_of(w, [hi, same], "psnr", True, resamples=20).verdict == "contradicted"
+
+
+@pytest.mark.parametrize("a, verdict", [(1.5, "holds"), (0.5, "holds"), (2.0, "not shown"), (0.0, "not shown"),
+                                        (2.5, "contradicted"), (-0.5, "contradicted")])
+def test_close_at_and_beside_the_tolerance(a, verdict):
+    v = close(const("full", a), const("static", 1.0), "psnr", 1.0, resamples=20)
+    assert v.verdict == verdict
+    d = _interval_text(a - 1.0, a - 1.0, a - 1.0)
+    assert v.figures == f"full {a:.4g}, static 1, difference {d} (tolerance +-1)"
+
+
+def test_close_on_a_missing_figure_is_not_shown():
+    v = close(const("full", np.nan), const("static", 1.0), "psnr", 1.0, resamples=20)
+    assert (v.verdict, v.figures) == ("not shown", "full N/A, static 1 (a figure is missing, so nothing is compared)")
+
+
+@pytest.mark.parametrize("x, verdict", [(1.5, "holds"), (0.6, "holds"), (2.0, "not shown"), (0.5, "not shown"),
+                                        (3.0, "contradicted"), (0.25, "contradicted")])
+def test_within_factor_at_and_beside_the_factor(x, verdict):
+    v = within_factor(const("full", x), const("ground_truth", 1.0), "psnr", 2.0, resamples=20)
+    assert v.verdict == verdict
+    assert v.figures == f"full {x:.4g}, real 1, ratio {x:.3g} [{x:.3g}, {x:.3g}] (allowed 0.5-2)"
+    v = within_factor(const("full", x), const("ground_truth", np.nan), "psnr", 2.0, resamples=20)
+    assert v.verdict == "not shown" and v.figures.endswith("(a figure is missing, so nothing is compared)")
+
+
+CLAIMS_DS1 = [
+    "Table 2: L1 has the best PSNR of the three models",
+    "Table 2: L1 has the best SSIM of the three models",
+    "Table 2: adding Adv_img makes frames sharper (CPBD, higher)",
+    "Table 2: adding Adv_img makes frames sharper (FDBM, higher)",
+    "Table 2: the full model has the best WER of the three",
+    "Table 2: the full model has the best sync of the three (LSE-D, lower)",
+    "Table 2: the full model has the best sync of the three (LSE-C, higher)",
+    "4.3: the full model blinks as often as the real videos (blinks/s within a factor of 2)",
+    "4.3: the full model's blinks last as long as the real ones (mean duration within 0.1 s)",
+]
+CLAIMS_EVERY = [
+    "Table 3: the proposed model beats the static baseline on WER",
+    "Table 3: the proposed model beats the static baseline on LMD",
+    "Table 3: the proposed model beats the static baseline on sync (LSE-D, lower)",
+    "Table 3: the proposed model beats the static baseline on sync (LSE-C, higher)",
+    "Table 3: the proposed model is close to the baseline on PSNR (within 1 dB)",
+    "Table 3: the proposed model is close to the baseline on SSIM (within 0.02)",
+    "Fig. 8: the static baseline moves its mouth more in silence than the proposed model (silence motion, grey levels "
+    "per frame)",
+    "Control: the proposed model's lips read better than the still image (WER)",
+    "Control: the proposed model is in sync better than the still image (LSE-C, higher)",
+]
+CLAIMS_SYNC = [
+    "D_sync: full+D_sync is in better sync than the full model (LSE-C, higher)",
+    "D_sync: full+D_sync follows the real lips better than the full model (LMD, lower)",
+    "D_sync: full+D_sync is in better sync than the static baseline (LSE-C, higher)",
+    "D_sync: full+D_sync follows the real lips better than the static baseline (LMD, lower)",
+    "D_sync: full+D_sync's lips read better than the full model's (WER)",
+]
+
+
+def test_claims_md_states_every_claim_of_the_paper_in_order_under_its_dataset(tmp_path, capsys):
+    """The claims' wording is what a reader checks against the paper: the whole list, for a first dataset
+    (Table 2, the blinks, Table 3, the controls; full_sync's claims below them) and a second (Table 3 only)."""
+    dirs = two_seeds(tmp_path / "a")
+    for folder in dirs.split(","):
+        write(Path(folder), {"full_sync": summary(lse_c=1.9)})
+    one = two_seeds(tmp_path / "b").split(",")[0]  # one seed, no full_sync
+    out = tmp_path / "claims.md"
+    assert claims_main(["--dataset", "ds", "--dataset", "tcd", dirs, one, "--resamples", "20", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert capsys.readouterr().err == text + "\n"  # also printed
+    head, ds, tcd = text.split("\n## ")
+    assert head == (
+        "# The paper's claims, measured\n\n"
+        "One line per claim: holds, not shown or contradicted, from the 95% interval of the\n"
+        "difference between the methods' figures (in [brackets]) over 20 hierarchical bootstrap resamples:\n"
+        "each draws every method's training seeds with replacement, then the test clips (the same for every method).\n"
+        "holds: the interval excludes 0 in the claimed direction; contradicted: it excludes 0 the other way; not shown:\n"
+        "it includes 0. \"Close\" claims hold when the whole interval lies within the tolerance. Figures as in the tables\n"
+        "(mean over 2 training seed(s) of each seed's figure over the test clips; the real videos and the controls do\n"
+        "not depend on the seed). \n"
+        "WER as a fraction of words. Close: PSNR within 1 dB, SSIM within 0.02. Blinks: rate within a factor of\n"
+        "2, mean duration within 0.1 s of the real videos'. Silence motion: mean absolute change of the\n"
+        "lower half of the frame between consecutive frames whose audio windows are silent (speechanim.evaluate).\n")
+    claims = lambda part: [line.split(" — ", 1)[1].rsplit(": ", 1)[0] if line.count(": ") > 1 else line
+                           for line in part.splitlines() if line.startswith("- **")]
+    ds_lines = ds.splitlines()
+    assert ds_lines[0] == "ds" and ds_lines[1] == ""
+    assert [line.split(" — ", 1)[1][: len(c)] for line, c in zip([x for x in ds_lines if x.startswith("- **")],
+                                                                  CLAIMS_DS1 + CLAIMS_EVERY + CLAIMS_SYNC)] \
+        == CLAIMS_DS1 + CLAIMS_EVERY + CLAIMS_SYNC
+    assert len(claims(ds)) == 23 and len(claims(tcd)) == len(CLAIMS_EVERY)
+    assert "\n\nBeyond the paper (the journal version's synchronisation discriminator, IJCV 2020):\n\n- **" in ds
+    assert "Beyond the paper" not in tcd  # tcd's folders hold no full_sync scores
+    assert tcd.splitlines()[0] == "tcd" and all(line.split(" — ", 1)[1].startswith(c) for line, c in zip(
+        [x for x in tcd.splitlines() if x.startswith("- **")], CLAIMS_EVERY))
+    fig8 = next(line for line in tcd.splitlines() if "Fig. 8" in line)
+    assert fig8.endswith("; real 0.2")  # the real videos' silence motion beside the two models'
+    assert all(line.startswith(("- **holds** — ", "- **not shown** — ", "- **contradicted** — "))
+               for line in text.splitlines() if line.startswith("- "))
+    assert text.endswith("]\n") and not text.endswith("\n\n")  # the last claim's interval, then one newline
+
+
+def test_the_output_may_not_overwrite_an_input(tmp_path, capsys):
+    dirs = two_seeds(tmp_path)
+    seed0 = dirs.split(",")[0]
+    for extra, out in (([], f"{seed0}/full.csv"), (["--ablation-metrics", seed0], f"{seed0}/l1.csv")):
+        with pytest.raises(SystemExit) as e:
+            claims_main(["--dataset", "ds", dirs, *extra, "--out", out])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "--out" in err and out in err and "the per-clip scores" in err
+    with pytest.raises(SystemExit):
+        claims_main(["--dataset", "ds", dirs.split(",")[1], "--ablation-metrics", seed0, "--out", f"{seed0}/l1.csv"])
+    assert "--ablation-metrics" in capsys.readouterr().err
+
+
+def test_one_seed_header_and_the_commands_errors(tmp_path, capsys):
+    one = str(tmp_path / "ds" / "metrics")
+    two_seeds(tmp_path)
+    out = tmp_path / "claims.md"
+    assert claims_main(["--dataset", "ds", one, "--resamples", "20", "--out", str(out)]) == 0
+    assert ("(mean over 1 training seed(s) of each seed's figure over the test clips; the real videos and the controls "
+            "do\nnot depend on the seed). With one training seed the intervals are over test clips only: they do not "
+            "hold the spread between trainings, which another seed would show.\nWER as") in out.read_text()
+    capsys.readouterr()
+    for args, message in ((["--dataset", "a", "--dataset", "b", one], "give one --dataset per metrics folder list"),
+                          (["--dataset", "a", one, "--resamples", "0"], "--resamples must be >= 1")):
+        with pytest.raises(SystemExit) as e:
+            claims_main([*args, "--out", str(tmp_path / "x.md")])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    assert claims_main(["--dataset", "a", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.md")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("speechanim.claims: error: ") and "ground_truth.csv: cannot read the per-clip scores" in err
+    assert not (tmp_path / "x.md").exists()

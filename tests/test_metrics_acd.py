@@ -122,3 +122,91 @@ def test_identical_frames_are_described_once(aligned, monkeypatch):
     calls.clear()
     assert acd(clip[0], np.stack([clip[0]] * 6), frame_step=1) == 0.0  # the still repeated: one description
     assert len(calls) == 1
+
+
+class _FakeDlib:
+    """Stand-ins for dlib's detector, shape predictor and descriptor, recording what they are given: the
+    descriptor of a frame is (its mean grey level, 0, ..., 0), so distances are known by hand."""
+
+    def __init__(self, boxes_at=None):
+        self.boxes_at = boxes_at or {}  # upsample -> [(rect, score)]
+        self.runs, self.rects = [], []
+
+    def run(self, image, upsample, threshold):
+        self.runs.append((upsample, threshold))
+        found = self.boxes_at.get(upsample, [])
+        return [r for r, _ in found], [s for _, s in found], [0] * len(found)
+
+    def __call__(self, frame, rect):  # the shape predictor
+        self.rects.append((rect.left(), rect.top(), rect.right(), rect.bottom()))
+        return "shape"
+
+    def compute_face_descriptor(self, frame, shape):
+        out = np.zeros(DESCRIPTOR_SIZE)
+        out[0] = frame.mean()
+        return out
+
+
+@pytest.fixture()
+def fake_dlib(monkeypatch):
+    import dlib
+
+    acd_module = importlib.import_module("speechanim.metrics.acd")
+    fake = _FakeDlib({1: [(dlib.rectangle(1, 2, 30, 40), 0.2), (dlib.rectangle(3, 4, 50, 60), 0.9)]})
+    monkeypatch.setattr(acd_module, "_dlib_models", lambda: (fake, fake, fake))
+    return fake
+
+
+def test_acd_is_the_mean_distance_to_the_stills_descriptor(fake_dlib):
+    """Frames of grey levels 10, 13, 14 and 10 against a still of 10: distances 0, 3, 4, 0, mean 7 / 4;
+    every 2nd frame (10, 14): 2; every 3rd (10, 10): 0."""
+    still = np.full((64, 48, 3), 10, np.uint8)
+    frames = np.stack([np.full((64, 48, 3), v, np.uint8) for v in (10, 13, 14, 10)])
+    assert acd(still, frames) == pytest.approx(7 / 4)
+    assert acd(still, frames, frame_step=2) == pytest.approx(2.0)
+    assert acd(still, frames, frame_step=3) == pytest.approx(0.0)
+    # the box: detected in the still (dlib found nothing at upsample 0, two faces at 1: the best scoring one)
+    assert fake_dlib.runs[:2] == [(0, 0.0), (1, 0.0)] and set(fake_dlib.rects) == {(3, 4, 50, 60)}
+    fake_dlib.rects.clear()
+    assert acd(still, frames, box="frame") == pytest.approx(7 / 4)
+    assert set(fake_dlib.rects) == {(0, 0, 47, 63)}  # the whole frame, right and bottom inclusive
+    fake_dlib.boxes_at.clear()  # no face in the still: the whole frame
+    fake_dlib.rects.clear()
+    assert acd(still, frames) == pytest.approx(7 / 4) and set(fake_dlib.rects) == {(0, 0, 47, 63)}
+    big = np.full((1, 80, 60, 3), 13, np.uint8)  # another size: described apart with its own box
+    assert acd(still, big, box="frame") == pytest.approx(3.0)
+
+
+def test_embed_checks_the_box_and_names_the_frames_without_a_face(fake_dlib):
+    frames = np.stack([np.full((64, 48, 3), v, np.uint8) for v in range(12)])
+    out = embed(frames, box=(2, 3, 40, 50))
+    assert out.shape == (12, DESCRIPTOR_SIZE) and out[:, 0].tolist() == list(range(12))
+    assert set(fake_dlib.rects) == {(2, 3, 40, 50)}
+    embed(frames[:1], box=(0, 0, 1, 1))  # the smallest box
+    for box in ((2, 3, 2, 50), (2, 3, 40, 3), (-1, 3, 40, 50), (2, -1, 40, 50)):
+        with pytest.raises(ValueError, match=r"^box \(.*\) is empty or outside the frame$"):
+            embed(frames, box=box)
+    with pytest.raises(ValueError, match=r"^box must be \(left, top, right, bottom\), got \(1, 2, 3\)$"):
+        embed(frames, box=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"^box must be 'detect', 'frame' or \(left, top, right, bottom\), got 'face'$"):
+        embed(frames, box="face")
+    fake_dlib.boxes_at.clear()
+    with pytest.raises(ValueError, match=r"^no face found by dlib's detector in 12 of 12 frames: 0, 1, 2, 3, 4, 5, 6, 7, "
+                                         r"8, 9 \.\.\.$"):
+        embed(frames, box="detect")
+    with pytest.raises(ValueError, match=r"in 10 of 10 frames: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9$"):
+        embed(frames[:10], box="detect")
+    with pytest.raises(ValueError, match=r"^frames must be uint8 RGB \(T, H, W, 3\) or one image \(H, W, 3\), got "
+                                         r"uint8 \(1, 12, 64, 48\)$"):
+        embed(frames[..., 0])  # 3-D is one image: (H, W, 3) is what it must be
+    with pytest.raises(ValueError, match=r"^frames: no frames$"):
+        embed(frames[:0])
+    with pytest.raises(ValueError, match=r"^still must be one image \(H, W, 3\), got 2 frames$"):
+        acd(frames[:2], frames)
+    with pytest.raises(ValueError, match=r"^image must be uint8 RGB"):
+        face_box(frames[0, ..., 0])
+    with pytest.raises(ValueError, match=r"^frames \(64, 48\) and still \(32, 48\) differ in size: pass box='detect' "
+                                         r"to find the face in each$"):
+        acd(frames[0, :32], frames)
+    with pytest.raises(ValueError, match=r"^frame_step must be >= 1, got 0$"):
+        acd(frames[0], frames, frame_step=0)

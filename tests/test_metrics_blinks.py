@@ -187,3 +187,78 @@ def test_eye_motion_refuses_what_it_cannot_measure():
         eye_motion(frames, np.full((10, 478, 2), np.nan))
     with pytest.raises(ValueError, match="outside the 48 x 64 frame"):
         eye_motion(frames, np.full((10, 478, 2), 500.0))
+
+
+def test_eye_motion_of_known_boxes_and_grey_levels():
+    """Every eye point at (3, 4) or (4, 4): each eye's box is one pixel around them, rows 3-5 and columns 2-5.
+    Inside it frame t is red 3 v_t (grey v_t, the mean of R, G and B); the pixels just outside change too, and
+    must not count. v = 0, 10, 20, 10, 0: frames 1-4 give 10, 20, 10, 0 (std sqrt(50)), frames 0-4 std sqrt(56)."""
+    v = [0, 10, 20, 10, 0]
+    frames = np.zeros((5, 10, 12, 3), np.uint8)
+    for t, level in enumerate(v):
+        frames[t, 3:6, 2:6, 0] = 3 * level
+        frames[t, 6, :, :] = 40 * t  # the row below the box
+        frames[t, :, 6, :] = 20 * t  # the column right of it
+        frames[t, 2, :, 1] = 30 * t  # the row above
+        frames[t, :, 1, 2] = 50 * t  # the column left of it
+    lm = np.full((5, 478, 2), np.nan)
+    for eye in EYE_INDICES:
+        lm[:, list(eye)] = [3.0, 4.0]
+        lm[:, eye[3]] = [4.0, 4.0]
+    assert eye_motion(frames, lm) == pytest.approx(np.sqrt(50))
+    assert eye_motion(frames, lm, start=0) == pytest.approx(np.sqrt(56))
+    assert eye_motion(frames[:3], lm[:3]) == pytest.approx(5.0)  # frames 1-2: 10, 20
+    with pytest.raises(ValueError, match=r"^need landmarks for each of more than 2 frames, got 2 for 2$"):
+        eye_motion(frames[:2], lm[:2])
+    with pytest.raises(ValueError, match=r"^need landmarks for each of more than 1 frames, got 4 for 5$"):
+        eye_motion(frames, lm[:4], start=0)
+    lm[2:, EYE_INDICES[1]] = np.nan  # an eye found in some frames only: its box from the frames it was found in
+    assert eye_motion(frames, lm) == pytest.approx(np.sqrt(50))
+    corner = np.zeros((5, 478, 2))  # points at the frame's corner: the box is clipped to rows 0-1, columns 0-1
+    frames[:, :2, :2, :] = np.array(v, np.uint8)[:, None, None, None]
+    assert eye_motion(frames, corner) == pytest.approx(np.sqrt(50))
+
+
+def test_find_blinks_at_the_threshold_and_its_argument_checks():
+    ear = np.array([1.0, 0.5, 0.49, 0.49, 1.0, 1.0])  # open EAR 1 given; ratio 0.5: closed below 0.5, not at it
+    assert find_blinks(ear, ratio=0.5, open_ear=1.0) == [(2, 4)]
+    assert find_blinks(ear, ratio=0.5, open_ear=1.0, min_frames=2) == [(2, 4)]
+    assert find_blinks(ear, ratio=0.5, open_ear=1.0, min_frames=3) == []
+    for ratio in (0.0, 1.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=rf"^ratio must be in \(0, 1\), got {ratio}$"):
+            find_blinks(ear, ratio=ratio)
+    with pytest.raises(ValueError, match=r"^min_frames must be >= 1, got 0$"):
+        find_blinks(ear, min_frames=0)
+    with pytest.raises(ValueError, match=r"^open-eye EAR must be positive, got 0\.0$"):
+        find_blinks(ear, open_ear=0.0)
+    with pytest.raises(ValueError, match=r"^open-eye EAR must be positive, got 0\.0$"):
+        find_blinks(np.array([0.0, 0.0, 1.0]))  # the median of a clip mostly shut
+    with pytest.raises(ValueError, match=r"^EAR must be a 1-D sequence, got shape \(2, 3\)$"):
+        find_blinks(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"^no frame has an eye aspect ratio \(no face found in any frame\)$"):
+        find_blinks(np.full(3, np.inf))
+
+
+def test_blink_statistics_of_a_known_clip():
+    """50 frames at 25 fps (2 s) with blinks of 3 and 5 frames: 1 blink/s, mean duration 4 / 25 s."""
+    ear = np.full(50, 0.3)
+    ear[10:13] = 0.05
+    ear[30:35] = 0.05
+    s = blinks_from_landmarks(_eye_landmarks(ear), 25.0)
+    assert (s.count, s.blinks, s.duration) == (2, ((10, 13), (30, 35)), 2.0)
+    assert s.rate == pytest.approx(1.0) and s.mean_duration == pytest.approx(4 / 25)
+    assert s.open_ear == pytest.approx(0.3) and s.threshold == pytest.approx(0.21)
+    np.testing.assert_allclose(s.ear, ear)
+    given = blinks_from_landmarks(_eye_landmarks(ear), 25.0, open_ear=0.1, ratio=0.6, min_frames=4)
+    assert given.blinks == ((30, 35),) and given.open_ear == 0.1 and given.threshold == pytest.approx(0.06)
+    with pytest.raises(ValueError, match=r"^the clip has no frames$"):
+        blinks_from_landmarks(np.zeros((0, 478, 2)), 25.0)
+    with pytest.raises(ValueError, match=r"^fps must be positive, got -1$"):
+        blinks_from_landmarks(_eye_landmarks(ear), -1)
+    with pytest.raises(ValueError, match=r"^landmarks must be \(T, 478, 2\) face-mesh points, got shape \(2, 387, 2\)$"):
+        eye_aspect_ratio(np.zeros((2, 387, 2)))
+    eye_aspect_ratio(np.zeros((2, 388, 2)))  # point 387 is the highest an eye uses
+    flat = _eye_landmarks(np.array([0.3]))
+    flat[0, EYE_INDICES[0][3]] = flat[0, EYE_INDICES[0][0]]  # the left eye's corners coincide: no EAR for it
+    assert np.isnan(eye_aspect_ratio(flat, per_eye=True)[0, 0]) and eye_aspect_ratio(flat, per_eye=True)[0, 1] == \
+        pytest.approx(0.3)

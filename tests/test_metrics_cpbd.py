@@ -192,3 +192,38 @@ def test_frames_smaller_than_a_block_are_scored_in_one_filled_out_block_when_ask
     # a blurred copy still scores lower
     blurred = np.clip(np.round(gaussian_filter(small.astype(float), (0, 1.0, 1.0, 0))), 0, 255).astype(np.uint8)
     assert cpbd_video(blurred, fit_blocks=True) < cpbd_video(small, fit_blocks=True)
+
+
+def test_input_checks_name_what_is_wrong_and_accept_the_range_ends():
+    with pytest.raises(ValueError, match=r"^CPBD needs an image of at least 64x64 pixels \(whole blocks\), got 64x63$"):
+        cpbd(np.zeros((64, 63), np.uint8))
+    with pytest.raises(ValueError, match=r"^CPBD needs a 2-D grayscale image, got shape \(64,\)$"):
+        cpbd(np.zeros(64, np.uint8))
+    for dtype in (np.complex64, np.bool_, object):
+        with pytest.raises(ValueError, match=r"^CPBD needs a real-valued image, got "):
+            cpbd(np.ones((64, 64), dtype))
+    with pytest.raises(ValueError, match=r"^CPBD image has NaN or infinite values$"):
+        cpbd(np.full((64, 64), np.nan))
+    with pytest.raises(ValueError, match=r"^CPBD needs values in \[0, 255\], got \[-0\.5, 0\]$"):
+        cpbd(np.where(np.eye(64) > 0, -0.5, 0.0))
+    with pytest.raises(ValueError, match=r"^CPBD needs values in \[0, 255\], got \[0, 255\.5\]$"):
+        cpbd(np.where(np.eye(64) > 0, 255.5, 0.0))
+    ends = np.zeros((64, 64))
+    ends[:, 32:] = 255.0  # floats at both ends of the range are accepted and score as uint8 does
+    assert cpbd(ends) == cpbd(ends.astype(np.uint8))
+    assert cpbd(ends.astype(np.int16)) == cpbd(ends.astype(np.uint8))
+    with pytest.raises(ValueError, match=r"^expected uint8 RGB frames \(\.\.\., H, W, 3\), got float64 \(2, 64, 64, 3\)$"):
+        to_gray(np.zeros((2, 64, 64, 3)))
+    with pytest.raises(ValueError, match=r"^expected uint8 RGB frames .* got uint8 \(64, 3\)$"):
+        to_gray(np.zeros((64, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"^expected frames \(T, H, W, 3\) or \(T, H, W\), got shape \(64, 64\)$"):
+        cpbd_frames(np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"^the video has no frames$"):
+        cpbd_frames(np.zeros((0, 64, 64), np.uint8))
+
+
+def test_luma_of_pure_colours_and_rounding():
+    """(19595 R + 38470 G + 7471 B + 32768) >> 16: white is 255, pure red 76, green 150, blue 29."""
+    rgb = np.array([[[255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [0, 0, 0], [1, 1, 1]]], np.uint8)
+    assert to_gray(rgb).tolist() == [[255, 76, 150, 29, 0, 1]]
+    assert to_gray(rgb).dtype == np.uint8

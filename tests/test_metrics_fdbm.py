@@ -79,3 +79,26 @@ def test_bad_inputs_are_refused():
         fdbm(np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match="no frames"):
         fdbm_frames(np.zeros((0, 8, 8), np.uint8))
+
+
+def test_every_input_check_names_what_is_wrong():
+    with pytest.raises(ValueError, match=r"^FDBM needs a non-empty 2-D grayscale image, got shape \(0, 4\)$"):
+        fdbm(np.zeros((0, 4)))
+    with pytest.raises(ValueError, match=r"^FDBM needs a non-empty 2-D grayscale image, got shape \(4,\)$"):
+        fdbm(np.zeros(4))
+    for dtype in (np.complex64, np.bool_, object):
+        with pytest.raises(ValueError, match=rf"^FDBM needs a real-valued image, got "):
+            fdbm(np.ones((4, 4), dtype))
+    with pytest.raises(ValueError, match=r"^FDBM image has NaN or infinite values$"):
+        fdbm(np.array([[0.0, np.inf], [1.0, 2.0]]))
+    assert fdbm(np.full((4, 4), 7, np.int16)) == pytest.approx(1 / 16)  # any real dtype
+
+
+def test_frames_are_scored_one_by_one_and_averaged():
+    delta = np.zeros((8, 8), np.uint8)
+    delta[3, 4] = 200
+    gray = np.stack([delta, np.full((8, 8), 9, np.uint8)])  # FDBM 1 and 1/64
+    np.testing.assert_allclose(fdbm_frames(gray), [1.0, 1 / 64])
+    assert fdbm_video(gray) == pytest.approx((1 + 1 / 64) / 2)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)  # grey RGB: the same luma
+    np.testing.assert_allclose(fdbm_frames(rgb), [1.0, 1 / 64])

@@ -98,3 +98,35 @@ def test_real_face_talking_vs_still_and_vs_itself(grid_mini):
     assert mouth_correlation(real, still) == 0.0
     assert lmd(real, still, 48) > 0.005
     assert mouth_correlation(real, backwards) < 0.7
+
+
+def test_edges_of_the_frame_count_the_point_count_and_the_frozen_threshold():
+    """Exactly MIN_FRAMES = 3 frames with a face in both give a value; a frame with one NaN coordinate in either
+    video is left out; a 468-point mesh (without the irises) is accepted, 467 points are not; a gap whose standard
+    deviation is 1.5e-3 px (above FROZEN_PX = 1e-3) is a moving mouth, one of 0.75e-3 px a frozen one."""
+    lm = landmarks(n_frames=4)
+    moved = lm.copy()
+    moved[:, lip_indices()] += np.array([3.0, 4.0])
+    moved[0, 200, 1] = np.nan  # frame 0 (a non-lip point) has no face: frames 1-3 remain
+    assert lmd(lm, moved, 10) == pytest.approx(0.5)
+    lm2 = lm.copy()
+    lm2[1, 0, 0] = np.inf  # and frame 1 in the other video: two frames remain
+    assert lmd(lm2, moved, 10) is None
+    assert lmd(lm[:, :468], moved[:, :468], 10) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"^landmarks must be two \(T, 478, 2\) face-mesh arrays of one shape, got "
+                                         r"\(4, 467, 2\) and \(4, 467, 2\)$"):
+        lmd(lm[:, :467], moved[:, :467], 10)
+    with pytest.raises(ValueError, match=r"got \(4, 478\) and \(4, 478\)$"):
+        mouth_correlation(lm[..., 0], lm[..., 0])
+    with pytest.raises(ValueError, match=r"^crop width must be positive, got -1$"):
+        lmd(lm, moved, -1)
+    gap = np.array([5.0, 5.0, 5.0, 5.0])
+    base = landmarks(n_frames=4)
+    base[:, INNER_LIPS[0]] = [20.0, 30.0]
+    base[:, INNER_LIPS[1]] = np.stack([np.full(4, 20.0), 30.0 + gap], axis=1)
+    moving = base.copy()
+    moving[:, INNER_LIPS[1], 1] = 30.0 + gap + np.array([0.0, 0.003, 0.0, 0.003])  # std 0.0015 px: moving
+    tiny = base.copy()
+    tiny[:, INNER_LIPS[1], 1] = 30.0 + gap + np.array([0.0, 0.0015, 0.0, 0.0015])  # std 0.00075 px: frozen
+    assert mouth_correlation(moving, moving) == pytest.approx(1.0)
+    assert mouth_correlation(tiny, moving) == 0.0 and mouth_correlation(moving, tiny) == 0.0

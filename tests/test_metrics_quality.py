@@ -110,3 +110,28 @@ def test_real_grid_frames(grid_mini):
     q = video_quality(ref, nxt)  # neighbouring frames of a talking head: close but not equal
     assert 25.0 < q.psnr < 50.0
     assert 0.8 < q.ssim < 1.0
+
+
+def test_the_checks_name_each_video_and_the_smallest_frame_ssim_takes():
+    ref = _video(2)
+    with pytest.raises(ValueError, match=r"^reference frames must be uint8 RGB \(T, H, W, 3\), got float32 "):
+        psnr_frames(ref.astype(np.float32), ref)
+    with pytest.raises(ValueError, match=r"^generated frames must be uint8 RGB \(T, H, W, 3\), got uint8 \(2, \d+, \d+\)$"):
+        psnr_frames(ref, ref[..., 0])
+    with pytest.raises(ValueError, match=r"^generated frames must be uint8 RGB .* got uint8 \(2, \d+, \d+, 4\)$"):
+        psnr_frames(ref, np.concatenate([ref, ref[..., :1]], axis=-1))
+    with pytest.raises(ValueError, match=r"^reference frames must be uint8 RGB .* got uint8 \(\d+, \d+, 3\)$"):
+        psnr_frames(ref[0], ref[0])
+    with pytest.raises(ValueError, match=r"^reference and generated videos differ in shape: \(2, "):
+        ssim_frames(ref, ref[:, :-1])
+    with pytest.raises(ValueError, match=r"^the videos have no frames$"):
+        ssim_frames(ref[:0], ref[:0])
+    with pytest.raises(ValueError, match=r"^SSIM needs frames of at least 11x11 pixels \(its Gaussian window\), got "
+                                         r"\(10, 11\)$"):
+        ssim_frames(ref[:, :10, :11], ref[:, :10, :11])
+    with pytest.raises(ValueError, match=r"got \(11, 10\)$"):
+        ssim_frames(ref[:, :11, :10], ref[:, :11, :10])
+    np.testing.assert_allclose(ssim_frames(ref[:, :11, :11], ref[:, :11, :11]), 1.0)  # 11 x 11 is enough
+    q = video_quality(ref, ref)
+    assert q.n_videos == 1 and np.isinf(q.psnr) and q.ssim == pytest.approx(1.0)
+    assert mean_quality([(ref, ref), (ref, ref)]).n_videos == 2

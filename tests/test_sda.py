@@ -332,3 +332,190 @@ def test_missing_settings_and_code_are_refused(tmp_path, capsys):
     (tmp_path / "junk.dat").write_bytes(pickle.dumps([1, 2]))
     with pytest.raises(CheckpointError, match="junk.dat"):
         convert_file(tmp_path / "junk.dat", tmp_path / "junk.pt")
+
+
+# ------------------------------------------------------------------ each setting's check, on both sides of it
+# (mutation testing, docs/mutants.md): the values are the rules of the module doc, worked out by hand.
+
+
+def _settings_dict(**changes) -> dict:
+    return {**SETTINGS, "mean_face": mean_face(SETTINGS["img_size"]), **changes}
+
+
+def test_each_setting_must_be_a_positive_number_of_its_kind():
+    from speechanim.sda import _setting
+
+    d = {"n": 3, "n64": np.int64(5), "x": 0.2, "xi": 2, "x32": np.float32(0.5), "b": True, "nb": np.bool_(False),
+         "zero": 0, "neg": -1.0, "flag": True, "text": "3"}
+    assert _setting(d, "n", int, "f") == 3 and type(_setting(d, "n64", int, "f")) is int
+    assert _setting(d, "x", float, "f") == 0.2 and _setting(d, "xi", float, "f") == 2.0
+    assert type(_setting(d, "xi", float, "f")) is float and _setting(d, "x32", float, "f") == 0.5
+    assert _setting(d, "b", bool, "f") is True and _setting(d, "nb", bool, "f") is False
+    for key, kind, shown in (("zero", int, "0"), ("neg", float, "-1.0"), ("flag", int, "True"), ("flag", float, "True"),
+                             ("text", int, "'3'"), ("x", int, "0.2"), ("n", bool, "3")):
+        with pytest.raises(SdaError, match=rf"^f: '{key}' must be a positive {kind.__name__}, got {shown}$"):
+            _setting(d, key, kind, "f")
+    with pytest.raises(SdaError, match=r"^f: has no 'gone' \(an authors' checkpoint holds img_size, audio_rate, "
+                                       r"video_rate, audio_feat_len, audio_feat_samples, id_enc_dim, rnn_gen_dim, "
+                                       r"aud_enc_dim, aux_latent, sequential_noise, mean_face\)$"):
+        _setting(d, "gone", int, "f")
+
+
+def test_model_config_reads_the_settings_and_names_what_is_wrong():
+    from speechanim.sda import model_config
+
+    cfg = model_config(_settings_dict(img_size=[np.int64(64), 48]), "g.dat")
+    assert (cfg.image_size, cfg.sample_rate, cfg.audio_window_s, cfg.id_dim, cfg.audio_feat_dim, cfg.context_dim,
+            cfg.context_layers, cfg.noise_dim, cfg.unet_skips) == ((64, 48), 16000, 0.2, 12, 8, 16, 2, 4, "authors")
+    # 0.2 s at 16 kHz: 3200 samples; 0.16 s x 44100 = 7056 exactly; 0.0333 s x 16000 = 532.8: 532 (their int())
+    # or 533 (rounded) are both accepted, 534 is not
+    assert model_config(_settings_dict(audio_feat_len=0.0333, audio_feat_samples=532)).audio_window_s == 0.0333
+    assert model_config(_settings_dict(audio_feat_len=0.0333, audio_feat_samples=533)).sample_rate == 16000
+    with pytest.raises(SdaError, match=r"^g\.dat: 'audio_feat_samples' 534 is not audio_feat_len x audio_rate "
+                                       r"\(0\.0333 x 16000\)$"):
+        model_config(_settings_dict(audio_feat_len=0.0333, audio_feat_samples=534), "g.dat")
+    for size in ((64,), (64, 48, 3), "64x48", (64.0, 48), None):
+        with pytest.raises(SdaError, match=rf"^checkpoint: 'img_size' must be \(height, width\), got "):
+            model_config(_settings_dict(img_size=size))
+    with pytest.raises(SdaError, match=r"^g\.dat: 'sequential_noise' is False \(noise without its GRU\): not "
+                                       r"supported; the released GRID, TCD-TIMIT and CREMA-D models use True$"):
+        model_config(_settings_dict(sequential_noise=False), "g.dat")
+    for key in ("video_rate", "audio_rate"):
+        with pytest.raises(SdaError, match=rf"^g\.dat: '{key}' must be a positive int, got 0$"):
+            model_config(_settings_dict(**{key: 0}), "g.dat")
+    for key in ("id_enc_dim", "aud_enc_dim", "rnn_gen_dim", "aux_latent"):  # read while the network's settings are
+        with pytest.raises(SdaError, match=rf"^g\.dat: its settings do not describe a network this project can build "
+                                           rf"\(g\.dat: '{key}' must be a positive int, got 0\)$"):
+            model_config(_settings_dict(**{key: 0}), "g.dat")
+    with pytest.raises(SdaError, match=r"^g\.dat: its settings do not describe a network this project can build "
+                                       r"\(image size \(60, 48\)"):
+        model_config(_settings_dict(img_size=(60, 48)), "g.dat")
+    with pytest.raises(SdaError, match=r"^g\.dat: its settings \(as this project's model_config\): audio_window_s 2\.0 "
+                                       r"is not in"):
+        model_config(_settings_dict(audio_feat_len=2.0, audio_feat_samples=32000), "g.dat")
+
+
+def test_is_converted_reads_the_source_format():
+    from speechanim.sda import SOURCE_FORMAT, is_converted
+
+    assert SOURCE_FORMAT == "DinoMan/speech-driven-animation"
+    assert is_converted({"source": {"format": "DinoMan/speech-driven-animation"}})
+    assert not is_converted({"source": {"format": "other"}}) and not is_converted({})
+    assert not is_converted({"source": "DinoMan/speech-driven-animation"})
+
+
+def test_authors_resample_is_an_fft_resample_to_a_truncated_length():
+    from speechanim.sda import authors_resample
+
+    same = authors_resample(np.array([1, -2, 3], np.int16), 16000, 16000)
+    assert same.dtype == np.float32 and same.tolist() == [1.0, -2.0, 3.0]
+    tone = np.cos(2 * np.pi * 4 * np.arange(100) / 100)  # 4 periods in 100 samples: periodic, as the FFT takes it
+    out = authors_resample(tone, 1000, 1500)  # int(100 * 1500 / 1000) = 150 samples
+    assert out.dtype == np.float32 and out.shape == (150,)
+    np.testing.assert_allclose(out, np.cos(2 * np.pi * 4 * np.arange(150) / 150), atol=1e-5)
+    assert authors_resample(np.zeros(101), 3, 2).shape == (67,)  # 101 x 2 / 3 = 67.3: truncated, not rounded
+
+
+def test_mean_face_must_hold_the_stable_points_inside_the_crop(tmp_path):
+    from speechanim.sda import STABLE_68, _mean_face
+
+    assert STABLE_68 == (33, 36, 39, 42, 45)
+    from speechanim.models import ModelConfig
+
+    cfg = ModelConfig(image_size=(64, 48))
+    face = np.zeros((68, 2))
+    face[list(STABLE_68)] = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]
+    assert _mean_face({"mean_face": face}, cfg, tmp_path) == [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]
+    # up to a crop outside on each side is allowed (x in [-48, 96], y in [-48, 128] for 64 x 48)
+    for x, y in ((-48, 0), (96, 0), (0, 128), (0, -48)):
+        edge = face.copy()
+        edge[36] = [x, y]
+        _mean_face({"mean_face": edge}, cfg, tmp_path)
+    for x, y in ((-48.5, 0), (96.5, 0), (0, 128.5), (0, -48.5)):
+        out = face.copy()
+        out[45] = [x, y]
+        with pytest.raises(SdaError, match=r"'mean_face' is not in the pixel coordinates of a 64x48 crop$"):
+            _mean_face({"mean_face": out}, cfg, tmp_path)
+    far = face.copy()
+    far[0] = [1e6, 1e6]  # a point that is not a stable one may lie anywhere
+    _mean_face({"mean_face": far}, cfg, tmp_path)
+    for bad in (face[:45], face[:, :1], np.zeros((68, 2, 1)), np.where(np.arange(68)[:, None] == 3, np.nan, face)):
+        with pytest.raises(SdaError, match=rf"'mean_face' must be 68 finite \(x, y\) points, got shape "):
+            _mean_face({"mean_face": bad}, cfg, tmp_path)
+    _mean_face({"mean_face": face[:46]}, cfg, tmp_path)  # point 45 is the last one read
+
+
+def test_the_converted_file_records_how_the_authors_prepare_inputs(tmp_path, capsys):
+    import hashlib
+
+    from speechanim.checkpoint import load_checkpoint
+    from speechanim.sda import main as sda_main
+
+    src = fake_dat(tmp_path / "crema.dat", video_rate=30, audio_rate=16000)
+    assert sda_main([str(src), "-o", str(tmp_path / "out" / "crema.pt")]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'out' / 'crema.pt'}\n"
+    p = load_checkpoint(tmp_path / "out" / "crema.pt")
+    assert p["variant"] == "sda" and p["dataset"] == "crema" and p["fps"] == 30.0 and type(p["fps"]) is float
+    assert p["audio_scaling"] == "full_scale" and p["audio_stride"] == 533  # int(16000 / 30), truncated
+    assert p["alignment"]["scheme"] == "sda-68" and len(p["alignment"]["stable_points"]) == 5
+    assert p["source"] == {"file": "crema.dat", "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+                           "format": "DinoMan/speech-driven-animation"}
+    assert p["model_config"]["image_size"] == [64, 48]
+    bad = fake_dat(tmp_path / "bad.dat", video_rate=300)
+    assert sda_main([str(bad), "-o", str(tmp_path / "bad.pt")]) == 1
+    assert capsys.readouterr().err == (f"speechanim import-sda: {bad}: its frame rate fps=300.0 is not a number in "
+                                       "[1, 240]\n")
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_a_file_with_more_or_other_tensors_than_the_authors_networks_is_refused(tmp_path):
+    from speechanim.sda import convert
+
+    d = torch.load(fake_dat(tmp_path / "g.dat"), weights_only=False)
+    d["generator"]["dcl.9.weight"] = torch.zeros(1)
+    with pytest.raises(SdaError, match=r"^g\.dat: unexpected tensor generator\.dcl\.9\.weight \(not a layer of the "
+                                       r"authors' released networks\)$"):
+        convert(d, "g.dat")
+    d = torch.load(fake_dat(tmp_path / "g.dat"), weights_only=False)
+    d["encoder_id"]["cl.0.0.weight"] = np.zeros((64, 3, 4, 4))
+    with pytest.raises(SdaError, match=r"^g\.dat: encoder_id\.cl\.0\.0\.weight is a ndarray, not a tensor$"):
+        convert(d, "g.dat")
+    d["encoder_id"] = [1]
+    with pytest.raises(SdaError, match=r"^g\.dat: has no 'encoder_id' state dict$"):
+        convert(d, "g.dat")
+    d = torch.load(fake_dat(tmp_path / "g.dat"), weights_only=False)
+    del d["generator"]["dcl.0.1.num_batches_tracked"]  # older files lack the counters: zero
+    _, state = convert(d, "g.dat")
+    assert state["frame_decoder.project.1.num_batches_tracked"].item() == 0
+    assert state["identity_encoder.layers.0.1.num_batches_tracked"].item() == 7
+    d["generator"]["dcl.0.1.running_mean"] = torch.full_like(d["generator"]["dcl.0.1.running_mean"], float("inf"))
+    with pytest.raises(CheckpointError, match=r"^g\.dat: the authors' weight generator\.dcl\.0\.1\.running_mean holds NaN"):
+        convert(d, "g.dat")
+    d = torch.load(fake_dat(tmp_path / "g.dat"), weights_only=False)
+    d["encoder"]["rnn.bias_hh_l0"] = d["encoder"]["rnn.bias_hh_l0"].double()
+    _, state = convert(d, "g.dat")
+    assert state["context_encoder.rnn.bias_hh_l0"].dtype == torch.float32  # cast to the parameter's dtype
+
+
+def test_a_files_audio_is_read_as_the_authors_read_it(tmp_path):
+    """Channels averaged, (L + R) / 2, on the int16 scale / 32767, then resampled like :func:`authors_resample`."""
+    from scipy.io import wavfile
+
+    from speechanim.media import MediaError
+    from speechanim.sda import authors_file_audio
+
+    left = np.array([1000, -2000, 32767, 0] * 400, np.int16)
+    right = np.array([3000, 0, 32767, -32768] * 400, np.int16)
+    wavfile.write(tmp_path / "stereo.wav", 16000, np.stack([left, right], axis=1))
+    got = authors_file_audio(tmp_path / "stereo.wav", 16000)
+    expected = (left.astype(np.float64) + right) / 2 / 32767
+    assert got.dtype == np.float32 and got.shape == (1600,)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    wavfile.write(tmp_path / "mono.wav", 16000, left)
+    np.testing.assert_allclose(authors_file_audio(tmp_path / "mono.wav", 16000), left / 32767, atol=1e-6)
+    assert authors_file_audio(tmp_path / "mono.wav", 8000).shape == (800,)  # int(1600 x 8000 / 16000)
+    with pytest.raises(MediaError, match=r"nothing\.wav: no such file"):
+        authors_file_audio(tmp_path / "nothing.wav", 16000)
+    (tmp_path / "text.wav").write_text("not audio")
+    with pytest.raises(MediaError, match=r"text\.wav"):
+        authors_file_audio(tmp_path / "text.wav", 16000)

@@ -1,0 +1,312 @@
+"""The checkpoint writer and reader (speechanim.checkpoint): what a written file reads back as, what a failed write
+leaves, and each bound a file's settings are checked against, on both sides of it (values worked out by hand from
+the module doc; tests/test_hostile_models.py drives the same checks through the commands)."""
+from __future__ import annotations
+
+import types
+import zipfile
+from collections import namedtuple
+from dataclasses import fields
+
+import numpy as np
+import pytest
+import torch
+
+from speechanim import checkpoint as ck
+from speechanim.checkpoint import (CheckpointError, check_finite_weights, check_fps, check_model_config, load_checkpoint,
+                                   load_generator, model_config_dict, model_config_from, save_checkpoint)
+from speechanim.models import Generator, ModelConfig
+from train_fixtures import TINY_MODEL
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def tiny() -> ModelConfig:
+    return ModelConfig(**TINY_MODEL)
+
+
+def test_a_checkpoint_reads_back_as_written_through_a_temporary_file(tmp_path):
+    payload = {"epoch": 3, "generator": {"w": torch.arange(4.0)}, "history": [{"loss": 0.5}], "pair": (1, "a")}
+    path = save_checkpoint(str(tmp_path / "sub" / "a.pt"), payload)
+    assert path == tmp_path / "sub" / "a.pt" and [p.name for p in path.parent.iterdir()] == ["a.pt"]
+    back = load_checkpoint(path)
+    assert back["epoch"] == 3 and back["history"] == [{"loss": 0.5}] and back["pair"] == (1, "a")
+    assert torch.equal(back["generator"]["w"], torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    # the same payload gives the same bytes (the temporary file's name is not recorded in the archive)
+    assert save_checkpoint(tmp_path / "b.pt", payload).read_bytes() == path.read_bytes()
+    saved = []
+    real_save = torch.save
+    with pytest.MonkeyPatch.context() as mp:  # torch.save is handed an open file, never a name
+        mp.setattr(torch, "save", lambda obj, f: (saved.append(f), real_save(obj, f)))
+        save_checkpoint(tmp_path / "c.pt", payload)
+    assert not isinstance(saved[0], (str, bytes)) and hasattr(saved[0], "write")
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), RuntimeError("disk quota")])
+def test_a_failed_write_keeps_the_old_file_and_names_the_file_and_the_free_space(tmp_path, monkeypatch, error):
+    old = save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+    before = old.read_bytes()
+
+    def fail(obj, f):
+        f.write(b"half a file")
+        raise error
+
+    monkeypatch.setattr(torch, "save", fail)
+    monkeypatch.setattr(ck.shutil, "disk_usage", lambda folder: types.SimpleNamespace(free=3_400_000))
+    with pytest.raises(CheckpointError) as e:
+        save_checkpoint(old, {"epoch": 2})
+    assert str(e.value) == (f"{old}: cannot write the checkpoint ({type(error).__name__}: {error}; 3 MB free on its "
+                            "disk); the previous file, if any, is kept")
+    assert e.value.__cause__ is None and e.value.__suppress_context__
+    assert old.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+    def unknown(folder):
+        raise OSError("no such folder")
+
+    monkeypatch.setattr(ck.shutil, "disk_usage", unknown)
+    with pytest.raises(CheckpointError, match=r"; free space unknown\); the previous file"):
+        save_checkpoint(old, {"epoch": 2})
+
+
+class _Code:
+    def __reduce__(self):
+        return (print, ("ran code",))
+
+
+def test_load_refuses_what_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match=r"^.*nothing\.pt: no such checkpoint file$"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path)  # a folder
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"text\.pt: not a readable checkpoint \(UnpicklingError: invalid load "
+                                              r"key, 'n'\.\)$"):
+        load_checkpoint(tmp_path / "text.pt", trust=True)
+    with pytest.raises(CheckpointError, match=r"text\.pt: refused: .*\(Unsupported operand 110\)"):
+        load_checkpoint(tmp_path / "text.pt")  # the restricted unpickler stops at the first byte it does not know
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pt: not a readable checkpoint \(EOFError: \)$"):
+        load_checkpoint(tmp_path / "empty.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match=r"list\.pt: not a speechanim checkpoint \(holds a list\)$"):
+        load_checkpoint(tmp_path / "list.pt")
+    torch.save({"run": _Code()}, tmp_path / "code.pt")
+    with pytest.raises(CheckpointError, match=r"code\.pt: refused: the file holds Python objects other than weights "
+                                              r"and plain values \(.*print.*\); unpickling it could run code\. If you "
+                                              r"trust its source, load it with --trust-checkpoint \(API: trust=True\)$"):
+        load_checkpoint(tmp_path / "code.pt")
+    assert load_checkpoint(tmp_path / "code.pt", trust=True) == {"run": None}  # print("ran code") returns None
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "list.pt").read_bytes()[:-40])
+    with pytest.raises(CheckpointError, match=r"cut\.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+Pair = namedtuple("Pair", "a b")
+
+
+def test_numpy_scalars_are_read_as_python_numbers_and_other_numpy_values_refused(tmp_path):
+    payload = {"rate": np.int64(16000), "gain": np.float32(0.5), "on": np.bool_(True),
+               "nested": [np.int32(3), (np.float64(0.25), "x"), {"k": np.int16(-2)}], "plain": (1, 2),
+               "array": np.arange(3)}
+    torch.save(payload, tmp_path / "np.pt")
+    back = load_checkpoint(tmp_path / "np.pt")
+    assert back["rate"] == 16000 and type(back["rate"]) is int
+    assert back["gain"] == 0.5 and type(back["gain"]) is float
+    assert back["on"] is True
+    assert back["nested"] == [3, (0.25, "x"), {"k": -2}] and type(back["nested"][0]) is int
+    assert type(back["nested"][1]) is tuple and type(back["nested"][1][0]) is float and type(back["nested"][2]["k"]) is int
+    assert back["plain"] == (1, 2) and back["array"].tolist() == [0, 1, 2]
+    kept = load_checkpoint(tmp_path / "np.pt", trust=True)  # trusted: read as written
+    assert type(kept["rate"]) is np.int64
+    for value, kind in ((np.str_("grid"), "str_"), (np.complex64(1j), "complex64")):
+        torch.save({"x": [value]}, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=rf"bad\.pt: refused: it holds a numpy {kind} \(.*\); only numpy "
+                                                  r"numbers \(bool, integer, floating\) are read as settings$"):
+            load_checkpoint(tmp_path / "bad.pt", trust=False)
+    # a tuple is rebuilt only where a value changed; a namedtuple keeps its numpy numbers
+    same = (1, "a")
+    assert ck._plain_numbers(same, tmp_path) is same
+    changed = ck._plain_numbers((np.int64(1), "a"), tmp_path)
+    assert changed == (1, "a") and type(changed) is tuple and type(changed[0]) is int
+    named = Pair(np.int64(1), 2)
+    assert ck._plain_numbers(named, tmp_path) is named
+    listed = [np.int64(7)]
+    assert ck._plain_numbers(listed, tmp_path) is listed and type(listed[0]) is int  # changed in place
+
+
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_values_nested_deeper_than_the_limit_are_refused(tmp_path):
+    # the top-level dict is depth 0; the innermost list of {"x": _nested(k)} is at depth k + 1
+    torch.save({"x": _nested(62)}, tmp_path / "ok.pt")
+    assert load_checkpoint(tmp_path / "ok.pt")["x"] == _nested(62)
+    with pytest.raises(CheckpointError, match=r"^x: refused: its values are nested more than 64 deep$"):
+        ck._plain_numbers({"x": _nested(63)}, "x")
+    with pytest.raises(CheckpointError, match="nested more than 64"):
+        ck._plain_numbers({"x": (_nested(62),)}, "x")  # tuples count as lists do
+
+
+def test_a_zip_declaring_more_than_the_file_holds_is_refused_before_loading(tmp_path):
+    big = tmp_path / "big.pt"
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", bytes(3_000_000))  # 3 MB of zeros, deflated to a few kB
+    size = big.stat().st_size
+    assert size < 10_000
+    with pytest.raises(CheckpointError, match=rf"^.*big\.pt: refused: its records declare 3 MB in a "
+                                              rf"{size / 1e6:.1f} MB file \(compressed records, which torch\.save never "
+                                              r"writes\); loading would inflate them in memory$"):
+        load_checkpoint(big)
+    small = tmp_path / "small.pt"  # 1.0 MB declared: within the slack of 1 MiB, so torch.load is tried (and fails)
+    with zipfile.ZipFile(small, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", bytes(1_000_000))
+    with pytest.raises(CheckpointError, match=r"small\.pt: not a readable checkpoint \("):
+        load_checkpoint(small)
+    assert ck.ARCHIVE_SLACK == 1_048_576
+
+
+def test_model_config_from_reads_the_known_settings(tmp_path):
+    cfg = model_config_from({"model_config": {**TINY_MODEL, "unknown_key": 1}})
+    assert cfg == tiny() and cfg.image_size == tuple(TINY_MODEL["image_size"])
+    with pytest.raises(CheckpointError, match=r"^f\.pt: has no model_config$"):
+        model_config_from({"model_config": [1]}, "f.pt")
+    with pytest.raises(CheckpointError, match=r"^checkpoint: has no model_config$"):
+        model_config_from({})
+    with pytest.raises(CheckpointError, match=r"^f\.pt: its model_config is not valid \(image size \(100, 100\)"):
+        model_config_from({"model_config": {**TINY_MODEL, "image_size": [100, 100]}}, "f.pt")
+    with pytest.raises(CheckpointError, match=r"^f\.pt: its model_config is not valid \(.*unet_skips"):
+        model_config_from({"model_config": {**TINY_MODEL, "unet_skips": "some"}}, "f.pt")
+    with pytest.raises(CheckpointError, match=r"^f\.pt: its model_config: id_dim must be a whole number >= 1, got 0$"):
+        model_config_from({"model_config": {**TINY_MODEL, "id_dim": 0}}, "f.pt")
+    d = model_config_dict(tiny())
+    assert d["image_size"] == list(TINY_MODEL["image_size"]) and type(d["image_size"]) is list
+    assert set(d) == {f.name for f in fields(ModelConfig)} and d["width"] == 0.125 and d["id_dim"] == 8
+
+
+def _with(**values) -> ModelConfig:
+    cfg = tiny()
+    for k, v in values.items():
+        setattr(cfg, k, v)  # as a file could hold them (ModelConfig itself does not check types)
+    return cfg
+
+
+def test_every_setting_must_be_a_whole_number_or_a_finite_number():
+    assert ck._field_problems(tiny()) == []
+    assert ck._field_problems(_with(id_dim=1, noise_std=1, width=2)) == []  # an int is a fine float setting
+    assert ck._field_problems(_with(id_dim=0)) == ["id_dim must be a whole number >= 1, got 0"]
+    assert ck._field_problems(_with(noise_dim=True)) == ["noise_dim must be a whole number >= 1, got True"]
+    assert ck._field_problems(_with(context_dim=16.0)) == ["context_dim must be a whole number >= 1, got 16.0"]
+    assert ck._field_problems(_with(noise_std=float("inf"))) == ["noise_std must be a finite number, got inf"]
+    assert ck._field_problems(_with(width=False)) == ["width must be a finite number, got False"]
+    assert ck._field_problems(_with(leaky_slope="0.2")) == ["leaky_slope must be a finite number, got '0.2'"]
+    assert ck._field_problems(_with(id_dim=-3, noise_std=float("nan"))) == [
+        "id_dim must be a whole number >= 1, got -3", "noise_std must be a finite number, got nan"]
+
+
+def _ranges(**values):
+    base = dict(image_size=(1024, 64), sample_rate=96_000, audio_window_s=1.0, audio_init_kernel_s=1.0,
+                audio_init_stride_s=1.0, width=0.001, noise_std=0.0)
+    return ck._range_problems(types.SimpleNamespace(**{**base, **values}))
+
+
+def test_each_range_is_refused_just_outside_its_bound():
+    assert _ranges() == []  # every value at its bound is allowed
+    assert _ranges(image_size=(64, 1025)) == ["image_size [64, 1025] exceeds 1024 pixels a side"]
+    assert _ranges(sample_rate=96_001) == ["sample_rate 96001 exceeds 96000 Hz"]
+    assert _ranges(audio_window_s=1.01, audio_init_kernel_s=0.5, audio_init_stride_s=0.5) == [
+        "audio_window_s 1.01 is not in (0, 1.0] s"]
+    assert _ranges(audio_window_s=0.0) == ["audio_window_s 0.0 is not in (0, 1.0] s",
+                                           "audio_init_kernel_s and audio_init_stride_s must lie in (0, audio_window_s]"]
+    limits = "audio_init_kernel_s and audio_init_stride_s must lie in (0, audio_window_s]"
+    assert _ranges(audio_init_kernel_s=1.5) == [limits]
+    assert _ranges(audio_init_kernel_s=0.0) == [limits]
+    assert _ranges(audio_init_stride_s=1.5) == [limits]
+    assert _ranges(audio_init_stride_s=0.0) == [limits]
+    assert _ranges(width=0.0) == ["width must be > 0, got 0.0"]
+    assert _ranges(noise_std=-0.1) == ["noise_std must be >= 0, got -0.1"]
+
+
+def test_check_model_config_names_the_file_what_was_read_and_every_problem(monkeypatch):
+    assert check_model_config(tiny()) == tiny()
+    with pytest.raises(CheckpointError, match=r"^a\.dat: its settings: id_dim must be a whole number >= 1, got 0; "
+                                              r"noise_dim must be a whole number >= 1, got 0$"):
+        check_model_config(_with(id_dim=0, noise_dim=0), "a.dat", "its settings")
+    # the ranges are compared only once every value is a number (a text width would not compare)
+    with pytest.raises(CheckpointError, match=r"^checkpoint: its model_config: width must be a finite number, got 'x'$"):
+        check_model_config(_with(width="x", sample_rate=10**6))
+    with pytest.raises(CheckpointError, match=r"^checkpoint: its model_config: sample_rate 1000000 exceeds 96000 Hz; "
+                                              r"noise_std must be >= 0, got -1\.0$"):
+        check_model_config(_with(sample_rate=10**6, noise_std=-1.0))
+    n = ck.generator_parameters(ModelConfig())
+    assert n == sum(p.numel() for p in Generator(ModelConfig()).parameters())  # the paper's model: 54 M
+    assert round(n / 1e6) == 54
+    monkeypatch.setattr(ck, "MAX_PARAMETERS", n)
+    check_model_config(ModelConfig())  # exactly at the limit
+    monkeypatch.setattr(ck, "MAX_PARAMETERS", n - 1)
+    with pytest.raises(CheckpointError, match=r"^g\.pt: its model_config: a generator of 54 M parameters \(0\.2 GB\) "
+                                              r"is above the limit of 54 M \(speechanim\.checkpoint\.MAX_PARAMETERS; "
+                                              r"the paper's model has 54 M\): refused before it is built$"):
+        check_model_config(ModelConfig(), "g.pt")
+    monkeypatch.setattr(ck, "generator_parameters", lambda cfg: (_ for _ in ()).throw(RuntimeError("no such layer")))
+    with pytest.raises(CheckpointError, match=r"^g\.pt: x: not a network this project can build \(no such layer\)$"):
+        check_model_config(tiny(), "g.pt", "x")
+
+
+def test_weights_must_be_finite_and_the_first_bad_one_is_named():
+    check_finite_weights({"a": torch.ones(2), "steps": torch.tensor([3]), "meta": "x"}, "f.pt")
+    bad = {"a": torch.ones(2), "b": torch.tensor([1.0, float("inf")]), "c": torch.tensor([float("nan")])}
+    with pytest.raises(CheckpointError, match=r"^f\.pt: generator weight b holds NaN or infinite values: refused "
+                                              r"\(it would make NaN frames\)$"):
+        check_finite_weights(bad, "f.pt")
+    with pytest.raises(CheckpointError, match=r"^f\.pt: frame_discriminator weight c holds"):
+        check_finite_weights({"c": torch.tensor([float("nan")], dtype=torch.float16)}, "f.pt", "frame_discriminator")
+
+
+@pytest.mark.parametrize("fps", [1, 1.0, 25, 29.97, 240, 240.0])
+def test_a_frame_rate_within_the_range_is_accepted(fps):
+    check_fps({"fps": fps}, "f.pt")
+
+
+@pytest.mark.parametrize("fps", [0.99, 240.01, 0, -25, True, "25", None, float("nan"), float("inf")])
+def test_a_frame_rate_outside_the_range_or_not_a_number_is_refused(fps):
+    with pytest.raises(CheckpointError, match=rf"^f\.pt: its frame rate fps={fps!r} is not a number in \[1, 240\]$"
+                       .replace("(", r"\(").replace(")", r"\)")):
+        check_fps({"fps": fps}, "f.pt")
+
+
+def test_no_recorded_frame_rate_is_fine():
+    check_fps({}, "f.pt")
+
+
+def test_load_generator_builds_the_recorded_network_in_eval_mode_channels_last(tmp_path):
+    torch.manual_seed(0)
+    gen = Generator(tiny())
+    state = gen.state_dict()
+    payload = {"model_config": model_config_dict(tiny()), "generator": state, "fps": 25}
+    path = save_checkpoint(tmp_path / "g.pt", payload)
+    loaded, back = load_generator(path)
+    assert not loaded.training and back["fps"] == 25
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    convs = [p for p in loaded.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert not all(p.is_contiguous() for p in convs)  # not the default layout
+
+    def refused(name: str, match: str, **changes):
+        save_checkpoint(tmp_path / name, {**payload, **changes})
+        with pytest.raises(CheckpointError, match=match):
+            load_generator(tmp_path / name)
+
+    refused("none.pt", r"none\.pt: has no generator weights$", generator=None)
+    refused("list.pt", r"list\.pt: has no generator weights$", generator=[1])
+    refused("fps.pt", r"fps\.pt: its frame rate fps=0 ", fps=0)
+    refused("nan.pt", r"nan\.pt: generator weight .* holds NaN",
+            generator={k: (v * float("nan") if v.is_floating_point() else v) for k, v in state.items()})
+    other = {k: v for k, v in state.items() if k != next(iter(state))}
+    refused("missing.pt", r"missing\.pt: its generator weights do not fit the network its model_config describes "
+                          r"\(.*Missing key", generator=other)
+    refused("cfg.pt", r"cfg\.pt: has no model_config$", model_config=None)
