@@ -5,7 +5,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from speechanim.audio import frame_audio
-from speechanim.packing import AtomicH5, Clip, TrainingWindows, WholeClips, clip_keys, read_clip, worker_init, write_clip
+from speechanim.packing import (AtomicH5, Clip, TrainingWindows, WholeClips, clip_keys, read_clip, to_unit_range, unit_range,
+                                worker_init, write_clip)
 
 
 def _clip(speaker, utt, t, seed, mirrored=False):
@@ -33,7 +34,7 @@ def test_round_trip_and_layout(packed):
     with h5py.File(path) as h5:
         assert clip_keys(h5) == ["s1/bbaf2n", "s1/bbaf2n_mirror", "s2/lwbsza", "s2/sbia1a"]
         d = h5["s1/bbaf2n/frames"]
-        assert d.shape == (30, 3, 16, 12) and d.dtype == np.uint8 and d.chunks == (1, 3, 16, 12)
+        assert d.shape == (30, 3, 16, 12) and d.dtype == np.uint8 and d.chunks == (30, 3, 16, 12)  # CHUNK_FRAMES: 75
         assert d.compression is None  # packing.CLIP_COMPRESSION: lzf gained 4% on real crops at a tenth of the align job
         back = read_clip(h5, "s2/lwbsza")
     np.testing.assert_array_equal(back.frames, clips[2].frames)
@@ -99,3 +100,88 @@ def test_table1_counts_samples_and_hours(tmp_path):
     assert main(["table1", "--dataset", "toy", str(packed), "--out", str(out)]) == 0
     assert out.read_text().splitlines()[1].endswith(",speaker-dependent: utterances of the same speakers (not the paper's protocol)")
     assert (tmp_path / "table1.md").read_text().startswith("| Dataset |")
+
+
+def test_uint8_windows_become_the_float_windows_on_the_device(packed):
+    """``TrainingWindows(uint8=True)`` gives the stored bytes; :func:`unit_range` of them (on the training
+    device) is the float window bit for bit, for every byte value."""
+    path, _ = packed
+    floats, raw = TrainingWindows(path, n_frames=8, seed=0), TrainingWindows(path, n_frames=8, seed=0, uint8=True)
+    for i in range(len(floats)):
+        a, b = floats[i], raw[i]
+        assert b["frames"].dtype == torch.uint8 and b["still"].dtype == torch.uint8 and a["start"] == b["start"]
+        for k in ("still", "frames"):
+            assert torch.equal(unit_range(b[k]).view(torch.int32), a[k].view(torch.int32))
+    every = np.arange(256, dtype=np.uint8)
+    expected = every.astype(np.float32) / 127.5 - 1.0  # the authors' formula, with its temporaries
+    np.testing.assert_array_equal(to_unit_range(every).view(np.int32), expected.view(np.int32))
+    np.testing.assert_array_equal(unit_range(torch.from_numpy(every)).numpy().view(np.int32), expected.view(np.int32))
+
+
+def test_whole_clip_windows_read_the_still_from_the_window(tmp_path):
+    """A window covering the whole clip (GRID at 75 frames) starts at 0 and its still is its first frame,
+    whatever the chunking."""
+    path = tmp_path / "whole.h5"
+    clip = _clip("s1", "a", 12, 5)
+    with AtomicH5(path) as h5:
+        write_clip(h5, clip, chunk_frames=None, compression="gzip", compression_opts=1)
+    with h5py.File(path) as h5:
+        assert h5["s1/a/frames"].chunks == (12, 3, 16, 12) and h5["s1/a/frames"].compression == "gzip"
+    item = TrainingWindows(path, n_frames=12)[0]
+    assert item["start"] == 0
+    np.testing.assert_array_equal(item["still"].numpy(), item["frames"][0].numpy())
+    np.testing.assert_array_equal(item["frames"].numpy(), to_unit_range(clip.frames.transpose(0, 3, 1, 2)))
+
+
+def test_a_long_clip_is_stored_in_75_frame_chunks_and_read_a_window_at_a_time(tmp_path):
+    path = tmp_path / "long.h5"
+    clip = _clip("s1", "long", 160, 6)
+    with AtomicH5(path) as h5:
+        write_clip(h5, clip)
+    with h5py.File(path) as h5:
+        assert h5["s1/long/frames"].chunks == (75, 3, 16, 12)
+    ds = TrainingWindows(path, n_frames=75, seed=3, uint8=True)
+    for seed in range(4):
+        ds.seed = seed
+        item = ds[0]
+        s = item["start"]
+        np.testing.assert_array_equal(item["frames"].numpy(), clip.frames[s:s + 75].transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(item["still"].numpy(), clip.frames[0].transpose(2, 0, 1))
+
+
+def _aligned_speaker(path, speaker, n, size, t):
+    """An aligned speaker file (``preprocess align``'s layout) of ``n`` random clips."""
+    rng = np.random.default_rng(n)
+    with AtomicH5(path) as h5:
+        h5.attrs.update(speaker=speaker, size=list(size), sample_rate=16000, smooth_window=7, max_gap=5, n_skipped=0)
+        for i in range(n):
+            write_clip(h5, Clip(speaker, f"u{i:03d}", rng.integers(0, 256, (t, *size, 3), dtype=np.uint8),
+                                rng.standard_normal(t * 640).astype(np.float32),
+                                rng.random((t, 478, 2), dtype=np.float32), 25.0, 16000))
+    return path
+
+
+def test_pack_holds_one_clip_at_a_time(tmp_path):
+    """Packing (with mirroring, which decodes each clip) streams: its peak of Python-allocated memory (numpy's
+    arrays included) packing 12 clips is within one clip's frames of its peak packing 2, so a pack that kept
+    clips (or their mirrors) in memory fails here; benchmarks/pack_memory.py measures the process's peak RSS."""
+    import tracemalloc
+
+    from speechanim.preprocess import pack
+    from speechanim.splits import write_split
+
+    size, t = (32, 24), 20
+    clip_bytes = t * size[0] * size[1] * 3
+    peaks = {}
+    for n in (0, 2, 12):  # 0: a warm-up (the first pack imports the mirroring's modules), not traced
+        folder = tmp_path / f"n{n}"
+        files = [_aligned_speaker(folder / f"s{k}.h5", f"s{k}", max(n // 2, 1), size, t) for k in (1, 2)]
+        write_split(folder / "split.tsv", {"s1": "train", "s2": "train"})
+        if n:
+            tracemalloc.start()
+        try:
+            pack(folder / "split.tsv", "train", files, folder / "train.h5", mirror=True, progress=False)
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks[12] - peaks[2] < clip_bytes, peaks

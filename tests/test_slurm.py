@@ -48,7 +48,7 @@ def test_profile(workdir: Path, **train_resources) -> Path:
     for rule in GPU_RULES:
         profile["set-resources"].setdefault(rule, {}).update(gpu=0, cpus_per_task=1, mem_mb=2000)
         profile.setdefault("set-threads", {})[rule] = 1
-    profile["set-resources"]["train"].update(train_resources)
+    profile["set-resources"]["train"].update(num_workers=0, **train_resources)  # the profile's 8 loader workers: a GPU node's
     for rule in ("align_speaker", "pack", "evaluate_method", "synthgrid_speaker"):
         profile["set-resources"].setdefault(rule, {}).update(mem_mb=2000)
     profile["default-resources"].update(mem_mb=1000, cpus_per_task=1)

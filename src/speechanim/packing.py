@@ -3,7 +3,7 @@
 One HDF5 file holds many clips, one group per clip (``<speaker>/<utterance>``, with ``_mirror``
 appended to the utterance for the mirrored copy of a training clip):
 
-* ``frames``    uint8 ``(T, 3, H, W)``: the aligned face crops, chunked one frame a chunk, uncompressed
+* ``frames``    uint8 ``(T, 3, H, W)``: the aligned face crops, in chunks of :data:`CHUNK_FRAMES` frames, uncompressed
 * ``audio``     float32 ``(T * samples_per_frame,)``: the normalised audio at ``sample_rate``; the
   0.16 s windows are cut on the fly (:func:`speechanim.audio.frame_audio`), so frame ``k`` maps to
   samples ``[k * spf, (k + 1) * spf)``
@@ -45,6 +45,14 @@ MAX_INFLATION = 128
 #: frame, a tenth of the whole align job (benchmarks/bench_align_speaker.py).
 CLIP_COMPRESSION = None
 
+#: Frames per chunk of a clip's ``frames`` (None: the whole clip in one chunk): 75, a whole GRID clip (2.76 MB at
+#: 128x96) and a paper-size training window. Chosen by benchmarks/loader.py (docs/performance.md, "Packing and
+#: loading at the paper's size"): the training loader spent 13-20% less CPU per batch reading 75-frame chunks
+#: than one frame a chunk (the layout before) from a 6.1 GB file; lzf took 1.7-3.4x and gzip (level 1) 2.1-4.7x
+#: the CPU of uncompressed frames for 4% and 19% fewer bytes, hence no compression (CLIP_COMPRESSION). A
+#: longer clip's window spans at most two chunks, read in part (uncompressed chunks need not be read whole).
+CHUNK_FRAMES = 75
+
 
 class PackedFileError(OSError):
     """A packed or aligned clip file whose contents cannot be used as they are; the message names the file and
@@ -69,15 +77,18 @@ class Clip:
         return f"{self.speaker}/{self.utterance}{'_mirror' if self.mirrored else ''}"
 
 
-def write_clip(h5: h5py.File, clip: Clip) -> None:
-    """Add one clip to an open HDF5 file."""
+def write_clip(h5: h5py.File, clip: Clip, *, chunk_frames: int | None = CHUNK_FRAMES,
+               compression: str | None = CLIP_COMPRESSION, compression_opts=None) -> None:
+    """Add one clip to an open HDF5 file; its frames in chunks of ``chunk_frames`` frames (None: the whole
+    clip) compressed by ``compression`` (the defaults are the packed layout; benchmarks/loader.py tries others)."""
     t, h, w, _ = clip.frames.shape
     spf = int(round(clip.sample_rate / clip.fps))
     if len(clip.audio) != t * spf:
         raise ValueError(f"{clip.key}: {len(clip.audio)} audio samples for {t} frames of {spf} samples")
     g = h5.create_group(clip.key)
     g.create_dataset("frames", data=np.ascontiguousarray(clip.frames.transpose(0, 3, 1, 2)),
-                     chunks=(1, 3, h, w), compression=CLIP_COMPRESSION)
+                     chunks=(max(1, min(t, chunk_frames or t)), 3, h, w), compression=compression,
+                     compression_opts=compression_opts)
     g.create_dataset("audio", data=clip.audio.astype(np.float32), compression=CLIP_COMPRESSION)
     g.create_dataset("landmarks", data=clip.landmarks.astype(np.float32), compression=CLIP_COMPRESSION)
     g.attrs.update(speaker=clip.speaker, utterance=clip.utterance, words=clip.words, fps=float(clip.fps),
@@ -207,8 +218,18 @@ class AtomicH5:
 
 
 def to_unit_range(frames_uint8: np.ndarray) -> np.ndarray:
-    """uint8 ``[0, 255]`` -> float32 ``[-1, 1]`` (the generator's output range, as in the authors' code)."""
-    return frames_uint8.astype(np.float32) / 127.5 - 1.0
+    """uint8 ``[0, 255]`` -> float32 ``[-1, 1]`` (the generator's output range, as in the authors' code);
+    ``x / 127.5 - 1`` in place on one new array (a third faster than with temporaries, the same bits)."""
+    out = frames_uint8.astype(np.float32)
+    np.divide(out, np.float32(127.5), out=out)
+    np.subtract(out, np.float32(1.0), out=out)
+    return out
+
+
+def unit_range(frames_uint8):
+    """:func:`to_unit_range` of a torch tensor, bit for bit, wherever it lies: a loader that gives uint8 frames
+    (``TrainingWindows(..., uint8=True)``) leaves this to the training device, with a quarter of the bytes to move."""
+    return frames_uint8.float().div_(127.5).sub_(1.0)
 
 
 class _H5Reader:
@@ -257,14 +278,16 @@ class TrainingWindows:
     Each item: ``still`` (3, H, W) the clip's first frame, ``frames`` (N, 3, H, W) and ``audio``
     (N, window) for frames ``start .. start+N-1``, all float32; frames in ``[-1, 1]``. Clips shorter
     than ``n_frames`` are left out. The start is random (numpy's global state is reseeded per worker
-    by :func:`worker_init`); pass ``seed`` for a fixed start per clip.
+    by :func:`worker_init`); pass ``seed`` for a fixed start per clip. With ``uint8=True`` ``still`` and
+    ``frames`` are the stored uint8 values, for :func:`unit_range` on the training device.
     """
 
-    def __init__(self, path, n_frames: int, window_s: float = 0.16, seed: int | None = None):
+    def __init__(self, path, n_frames: int, window_s: float = 0.16, seed: int | None = None, uint8: bool = False):
         self.reader = _H5Reader(path)
         self.n_frames = n_frames
         self.window_s = window_s
         self.seed = seed
+        self.uint8 = uint8
         self.index = [i for i, n in enumerate(self.reader.lengths) if n >= n_frames]
 
     def __len__(self) -> int:
@@ -286,9 +309,12 @@ class TrainingWindows:
         lo, hi = max(0, start - half), min(length, start + self.n_frames + half)
         audio = finite_audio(g["audio"][lo * spf:hi * spf], g)
         windows = frame_audio(audio, hi - lo, rate, fps, self.window_s)[start - lo:start - lo + self.n_frames]
+        frames = g["frames"][start:start + self.n_frames]
+        still = frames[0].copy() if start == 0 else g["frames"][0]  # a whole-clip window holds the still
+        convert = (lambda x: x) if self.uint8 else to_unit_range
         return {
-            "still": torch.from_numpy(to_unit_range(g["frames"][0])),
-            "frames": torch.from_numpy(to_unit_range(g["frames"][start:start + self.n_frames])),
+            "still": torch.from_numpy(convert(still)),
+            "frames": torch.from_numpy(convert(frames)),
             "audio": torch.from_numpy(windows),
             "key": key,
             "start": start,
