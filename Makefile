@@ -43,7 +43,7 @@ docs: $(STAMP) ## rewrite the tables in README.md and docs/*.md that are copied 
 	$(BIN)/python tests/docs_tables.py --write
 
 MUTANT_JOBS ?= 1
-mutants: $(STAMP) ## mutation testing of losses, metrics/, sda, audio, claims, checkpoint (mutmut; hours, not CI): docs/mutants.md
+mutants: $(STAMP) ## mutation testing of losses, metrics/, sda, audio, claims, checkpoint (mutmut; ~45 min on 2 cores, not CI): docs/mutants.md
 	$(BIN)/python -c 'import mutmut' 2>/dev/null || $(BIN)/python -m pip install -e '.[test,slurm,mutants]'
 	OMP_NUM_THREADS=1 SPEECHANIM_SHARED="$(abspath ..)/shared" PATH="$(abspath $(BIN)):$$PATH" \
 	  nice -n 19 $(BIN)/mutmut run --max-children $(MUTANT_JOBS)

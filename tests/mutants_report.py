@@ -29,7 +29,7 @@ HEAD = """\
 Which one-line mistakes in the maths modules would the fast unit tests miss?
 
 ```sh
-make mutants  # mutmut over the modules below, then rewrites this page (hours on 2 cores; not part of CI)
+make mutants  # mutmut over the modules below, then rewrites this page (~45 min on 2 cores; not part of CI)
 ```
 
 [mutmut](https://mutmut.readthedocs.io) changes one thing at a time in `losses.py`, `metrics/`, `sda.py`,
