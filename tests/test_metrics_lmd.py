@@ -130,3 +130,53 @@ def test_edges_of_the_frame_count_the_point_count_and_the_frozen_threshold():
     tiny[:, INNER_LIPS[1], 1] = 30.0 + gap + np.array([0.0, 0.0015, 0.0, 0.0015])  # std 0.00075 px: frozen
     assert mouth_correlation(moving, moving) == pytest.approx(1.0)
     assert mouth_correlation(tiny, moving) == 0.0 and mouth_correlation(moving, tiny) == 0.0
+
+
+def _mouth(gaps: np.ndarray) -> np.ndarray:
+    """Landmarks whose inner-lip gap is exactly ``gaps`` (upper lip at the origin, lower lip straight below it)."""
+    lm = landmarks(n_frames=len(gaps))
+    lm[:, INNER_LIPS[0]] = 0.0
+    lm[:, INNER_LIPS[1]] = np.stack([np.zeros(len(gaps)), gaps], axis=1)
+    return lm
+
+
+def test_the_boundaries_themselves_a_gap_std_of_exactly_frozen_px_moves_and_three_frames_and_width_one_count():
+    """At the thresholds: a gap whose standard deviation is exactly FROZEN_PX (gaps 0, 2e-3, 0, 2e-3: std 1e-3
+    to the last bit) is not frozen (the rule is `std < FROZEN_PX`), so it correlates with a mouth moving the same
+    way (r = 1); exactly MIN_FRAMES = 3 frames give an r; a crop width of 1 px is allowed (lip shift 5 px -> 5.0)."""
+    edge = _mouth(np.array([0.0, 2e-3, 0.0, 2e-3]))
+    assert mouth_opening(edge).std() == 1e-3
+    big = _mouth(np.array([0.0, 1.0, 0.0, 1.0]))
+    assert mouth_correlation(edge, big) == pytest.approx(1.0) and mouth_correlation(big, edge) == pytest.approx(1.0)
+    three = _mouth(np.array([0.0, 0.5, 1.0]))
+    assert mouth_correlation(three, three) == pytest.approx(1.0)
+    lm = landmarks(n_frames=4)
+    moved = lm.copy()
+    moved[:, lip_indices()] += np.array([3.0, 4.0])
+    assert lmd(lm, moved, 1) == pytest.approx(5.0)
+
+
+def test_a_frame_without_a_face_in_the_real_clip_alone_is_left_out_not_the_clip():
+    """A NaN in one frame of the real video leaves that frame out (frames 1-3 remain: LMD 0.5), not the clip."""
+    lm = landmarks(n_frames=4)
+    moved = lm.copy()
+    moved[:, lip_indices()] += np.array([3.0, 4.0])
+    lm[0, 300, 0] = np.nan
+    assert lmd(lm, moved, 10) == pytest.approx(0.5)
+    gaps = np.array([1.0, 2.0, 3.0, 5.0])
+    real, fake = _mouth(gaps), _mouth(gaps[::-1].copy())
+    real[0, 300, 1] = np.nan
+    assert mouth_correlation(real, fake) == pytest.approx(np.corrcoef(gaps[1:], gaps[::-1][1:])[0, 1])
+
+
+def test_float32_landmarks_are_measured_in_float64():
+    """Landmarks given as float32 are converted to float64 before any arithmetic: the LMD and the gaps equal those
+    of the same values given as float64 to float64's precision (float32 arithmetic is off by ~1e-7 here)."""
+    rng = np.random.default_rng(3)
+    real = rng.uniform(1000, 1001, (6, 478, 2)).astype(np.float32)
+    fake = (real + rng.uniform(-0.01, 0.01, real.shape)).astype(np.float32)
+    want = lmd(real.astype(np.float64), fake.astype(np.float64), 7)
+    assert lmd(real, fake, 7) == want and lmd(real, fake.astype(np.float64), 7) == want
+    assert lmd(real.astype(np.float64), fake, 7) == want
+    assert np.array_equal(mouth_opening(real), mouth_opening(real.astype(np.float64)))
+    assert mouth_opening(real).dtype == np.float64
