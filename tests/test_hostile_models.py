@@ -34,7 +34,7 @@ from speechanim.splits import write_split
 from speechanim.train import TrainConfig, train
 from test_hostile_inputs import RATE, SIZE, ckpt, inputs  # noqa: F401  (fixtures)
 from test_sda import SETTINGS as SDA_SETTINGS, mean_face
-from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, write_talking_faces
+from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, write_talking_faces, write_train_val
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -60,11 +60,8 @@ def peak_rss_mb() -> float:
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("packed")
-    write_talking_faces(root / "train.h5", 6, n_frames=16, image_size=TRAIN_SIZE, sample_rate=TRAIN_RATE, seed=0)
-    write_talking_faces(root / "val.h5", 2, n_frames=16, image_size=TRAIN_SIZE, sample_rate=TRAIN_RATE, seed=1,
-                        speaker_prefix="v")
-    return root
+    return write_train_val(tmp_path_factory.mktemp("packed"), 6, 2, n_frames=16, image_size=TRAIN_SIZE,
+                           sample_rate=TRAIN_RATE)
 
 
 @pytest.fixture(scope="module")

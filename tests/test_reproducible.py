@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from speechanim.checkpoint import load_checkpoint
-from train_fixtures import write_talking_faces
+from train_fixtures import write_train_val
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,11 +108,8 @@ TRAIN = """
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    write_talking_faces(root / "train.h5", 8, n_frames=16, image_size=(32, 24), sample_rate=8000, seed=0, mirror=True)
-    write_talking_faces(root / "val.h5", 4, n_frames=16, image_size=(32, 24), sample_rate=8000, seed=1,
-                        speaker_prefix="v")
-    return root
+    return write_train_val(tmp_path_factory.mktemp("faces"), 8, 4, n_frames=16, image_size=(32, 24),
+                           sample_rate=8000, mirror=True)
 
 
 def assert_same_checkpoint(a: Path, b: Path) -> None:

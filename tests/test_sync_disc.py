@@ -25,7 +25,7 @@ from speechanim.losses import (
 from speechanim.models import ModelConfig, SyncDiscriminator
 from speechanim.packing import TrainingWindows, WholeClips
 from speechanim.train import TrainConfig, TrainingError, build_networks, build_optimisers, train
-from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, write_talking_faces
+from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, write_talking_faces, write_train_val
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, RATE = TINY_SIZE, TINY_RATE
@@ -42,8 +42,7 @@ def tiny_model(**kw) -> ModelConfig:
 def packed(tmp_path_factory):
     """Drawn talking faces whose mouth opening is the audio's loudness (tests/train_fixtures.py)."""
     root = tmp_path_factory.mktemp("sync")
-    write_talking_faces(root / "train.h5", 8, n_frames=24, image_size=SIZE, sample_rate=RATE, seed=0)
-    write_talking_faces(root / "val.h5", 4, n_frames=24, image_size=SIZE, sample_rate=RATE, seed=1, speaker_prefix="v")
+    write_train_val(root, 8, 4, n_frames=24, image_size=SIZE, sample_rate=RATE)
     write_talking_faces(root / "learn.h5", 64, n_frames=30, image_size=SIZE, sample_rate=RATE, seed=2)
     return root
 

@@ -13,7 +13,7 @@ import torch
 from speechanim.checkpoint import load_checkpoint
 from speechanim.models import ModelConfig
 from speechanim.train import EXIT_RESUME, TimeLimit, TrainConfig, TrainingError, main, train
-from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, write_talking_faces
+from train_fixtures import TINY_MODEL, write_train_val
 
 TRAINING = dict(batch_size=4, n_frames=8, max_epochs=3, steps_per_epoch=3, num_workers=0, val_clips=4)
 
@@ -37,11 +37,7 @@ def test_an_epoch_starts_only_if_it_can_end_before_the_margin():
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("packed")
-    write_talking_faces(root / "train.h5", 6, n_frames=16, image_size=TINY_SIZE, sample_rate=TINY_RATE, seed=0)
-    write_talking_faces(root / "val.h5", 4, n_frames=16, image_size=TINY_SIZE, sample_rate=TINY_RATE, seed=1,
-                        speaker_prefix="v")
-    return root
+    return write_train_val(tmp_path_factory.mktemp("packed"), 6, 4, n_frames=16)
 
 
 def history(out) -> list[dict]:

@@ -40,7 +40,7 @@ from speechanim.train import (
     train,
     variant_model_config,
 )
-from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, embedded_corpus, write_talking_faces
+from train_fixtures import TINY_MODEL, TINY_RATE, TINY_SIZE, embedded_corpus, write_talking_faces, write_train_val
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, RATE = TINY_SIZE, TINY_RATE
@@ -62,8 +62,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def packed(tmp_path_factory):
     """Drawn talking faces (mouth opening = audio loudness), packed like the product's files."""
     root = tmp_path_factory.mktemp("packed")
-    write_talking_faces(root / "train.h5", 12, n_frames=24, image_size=SIZE, sample_rate=RATE, seed=0, mirror=True)
-    write_talking_faces(root / "val.h5", 4, n_frames=24, image_size=SIZE, sample_rate=RATE, seed=1, speaker_prefix="v")
+    write_train_val(root, 12, 4, n_frames=24, image_size=SIZE, sample_rate=RATE, mirror=True)
     write_talking_faces(root / "nan.h5", 12, n_frames=24, image_size=SIZE, sample_rate=RATE, seed=0,
                         nan_audio_clips=tuple(range(12)))
     write_talking_faces(root / "learn.h5", 56, n_frames=30, image_size=SIZE, sample_rate=RATE, seed=2)

@@ -153,6 +153,17 @@ def write_talking_faces(path: str | Path, n_clips: int, *, n_frames: int = 75, i
     return truth
 
 
+
+def write_train_val(root: Path, n_train: int, n_val: int, *, n_frames: int, image_size=TINY_SIZE,
+                    sample_rate: int = TINY_RATE, mirror: bool = False) -> Path:
+    """``root/train.h5`` (speakers s0.., seed 0) and ``root/val.h5`` (other faces, speakers v0.., seed 1): the
+    training tests' packed pair. Returns ``root``."""
+    write_talking_faces(root / "train.h5", n_train, n_frames=n_frames, image_size=image_size, sample_rate=sample_rate,
+                        seed=0, mirror=mirror)
+    write_talking_faces(root / "val.h5", n_val, n_frames=n_frames, image_size=image_size, sample_rate=sample_rate,
+                        seed=1, speaker_prefix="v")
+    return root
+
 # --------------------------------------------------------------------------------------------------
 # The embedded corpus itself, built as the DAG builds it
 
