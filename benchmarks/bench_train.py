@@ -65,11 +65,10 @@ def embedded_default() -> tuple[dict, dict]:
     reads them (workflow/rules/common.smk's model_json: the model section plus the preprocessing sizes)."""
     import yaml
 
+    from speechanim.config import model_json
+
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
-    pre = config["preprocess"]
-    model = dict(config["model"], image_size=list(pre["image_size"]), sample_rate=pre["sample_rate"],
-                 audio_window_s=pre["audio_window_s"])
-    return model, dict(config["training"])
+    return json.loads(model_json(config)), dict(config["training"])
 
 
 def step_runner(variant: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Callable[[], None], dict]:

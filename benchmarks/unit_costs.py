@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 sys.path.insert(0, str(REPO / "tests"))
-from speechanim.plan import MODEL_KINDS, config_key, load_config, model_json_of  # noqa: E402
+from speechanim.config import model_json  # noqa: E402
+from speechanim.plan import MODEL_KINDS, config_key, load_config  # noqa: E402
 from test_dag import tiny_config  # noqa: E402  (the tiny end-to-end DAG's settings)
 
 GRID_S1 = REPO.parent / "shared" / "data" / "grid-s1"
@@ -214,7 +215,7 @@ def _step(kind: str, config: dict, size: int):
         from speechanim.models import ModelConfig
         from speechanim.train import TrainConfig, build_networks, config_from_json
 
-        model = config_from_json(ModelConfig, model_json_of(config), "--model")
+        model = config_from_json(ModelConfig, model_json(config), "--model")
         training = {k: v for k, v in config["training"].items() if k != "num_workers"}
         train = config_from_json(TrainConfig, json.dumps({**training, "batch_size": 1, "n_frames": size}), "--training")
         if kind == "generate":

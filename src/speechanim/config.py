@@ -214,3 +214,13 @@ def load_config(path: str | os.PathLike, schema_path: str | os.PathLike = SCHEMA
     path = Path(path)
     config = yaml.safe_load(path.read_text()) or {}
     return validate_config(config, schema_path, source=str(path))
+
+
+def model_json(config: dict[str, Any]) -> str:
+    """The generator's ModelConfig overrides of a run's config: its model section plus the preprocessing sizes the
+    model must match (what the train rule passes as --model; the plan and the benchmarks read it the same way)."""
+    import json
+
+    pre = config["preprocess"]
+    return json.dumps(dict(config["model"], image_size=list(pre["image_size"]), sample_rate=pre["sample_rate"],
+                           audio_window_s=pre["audio_window_s"]), sort_keys=True)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from .config import model_json
+
 REPO = Path(__file__).resolve().parents[2]
 UNIT_COSTS = REPO / "docs" / "unit-costs.csv"
 
@@ -96,18 +98,11 @@ def load_config(path: str | Path | None = None) -> dict:
     return _merge(config, yaml.safe_load(Path(path).read_text()) or {}) if path else config
 
 
-def model_json_of(config: dict) -> str:
-    """The generator's ModelConfig overrides, as workflow/rules/common.smk's model_json builds them."""
-    pre = config["preprocess"]
-    return json.dumps(dict(config["model"], image_size=list(pre["image_size"]), sample_rate=pre["sample_rate"],
-                           audio_window_s=pre["audio_window_s"]), sort_keys=True)
-
-
 def config_key(config: dict) -> str:
     """A short hash of what the networks' costs depend on: model and frame sizes, batch, frames, precision,
     the lipreader's and the SyncNet's settings."""
     t = config["training"]
-    what = [model_json_of(config), t.get("batch_size"), t.get("n_frames"), t.get("precision", "fp32"),
+    what = [model_json(config), t.get("batch_size"), t.get("n_frames"), t.get("precision", "fp32"),
             config["lipreader"], config["syncnet"]]
     return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -162,7 +157,7 @@ def _generator_params(config: dict) -> int:
     from .train import build_networks, config_from_json
 
     with torch.device("meta"):
-        nets = build_networks("full", config_from_json(ModelConfig, model_json_of(config), "--model"))
+        nets = build_networks("full", config_from_json(ModelConfig, model_json(config), "--model"))
     return sum(p.numel() for n in nets.values() for p in n.parameters())
 
 

@@ -34,7 +34,7 @@ check_package_installed()
 # The input functions below import the package from this checkout (in the snakemake process only).
 sys.path.insert(0, str(REPO / "src"))
 
-from speechanim.config import validate_config  # noqa: E402
+from speechanim.config import model_json as config_model_json, validate_config  # noqa: E402
 # The rows of the tables, as speechanim.tables reads them: the controls (still, shifted_audio) and the
 # real videos (ground_truth) are made from the test set and do not depend on the generator's seed.
 from speechanim.evaluate import CONTROLS  # noqa: E402
@@ -165,10 +165,7 @@ def packed(dataset, part):
 
 def model_json(wildcards=None):
     """The generator's ModelConfig overrides: config's model section plus the preprocessing sizes it must match."""
-    pre = config["preprocess"]
-    model = dict(config["model"], image_size=list(pre["image_size"]), sample_rate=pre["sample_rate"],
-                 audio_window_s=pre["audio_window_s"])
-    return json.dumps(model, sort_keys=True)
+    return config_model_json(config)
 
 
 # Training seeds. A run is one dataset trained and scored with one seed: seed 0 keeps the default
