@@ -129,7 +129,7 @@ def loader_speed(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, bat
 
     from speechanim.packing import TrainingWindows, worker_init
 
-    ds = TrainingWindows(path, train_cfg.n_frames, window_s=model_cfg.audio_window_s)
+    ds = TrainingWindows(path, train_cfg.n_frames, window_s=model_cfg.audio_window_s, uint8=True)  # as the trainer
     if len(ds) < train_cfg.batch_size:
         raise SystemExit(f"{path}: {len(ds)} clips of >= {train_cfg.n_frames} frames, fewer than one batch")
     torch.manual_seed(0)

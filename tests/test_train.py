@@ -509,6 +509,41 @@ def test_training_precision_is_the_arithmetic_of_the_steps(packed, tmp_path, mon
         TrainConfig(precision="fp16")
 
 
+def test_the_loader_moves_uint8_frames_and_the_steps_see_the_stored_frames_in_unit_range(packed, tmp_path,
+                                                                                       monkeypatch):
+    """The trainer's loader gives the stored uint8 frames (a quarter of float32's bytes to load, pin and copy);
+    every training step sees them as float32 ``x / 127.5 - 1``, bit for bit the still of a packed clip."""
+    import h5py
+
+    import speechanim.train as train_module
+    from speechanim.packing import clip_keys
+
+    seen = []
+    real_step = train_module.train_step
+
+    def spy(nets, opts, criterion, batch, **kw):
+        seen.append(batch)
+        return real_step(nets, opts, criterion, batch, **kw)
+
+    monkeypatch.setattr(train_module, "train_step", spy)
+    _, _, loader, _, _ = train_module.make_loaders(train_module.Dist(0, 1, torch.device("cpu")),
+                                                   packed / "train.h5", packed / "val.h5", tiny_model(),
+                                                   tiny_training(), per_rank=2)
+    item = next(iter(loader))
+    assert item["frames"].dtype == torch.uint8 and item["still"].dtype == torch.uint8
+    run_train(packed, tmp_path / "out", variant="l1", max_epochs=1)
+    with h5py.File(packed / "train.h5", "r") as h5:  # stored (T, 3, H, W) uint8
+        expected = [torch.from_numpy(h5[k]["frames"][0].astype(np.float32) / np.float32(127.5) - np.float32(1))
+                    for k in clip_keys(h5)]
+    assert seen
+    for batch in seen:
+        assert batch.real.dtype == torch.float32 and batch.still.dtype == torch.float32
+        for still, frames in zip(batch.still, batch.real):
+            assert any(torch.equal(still, e) for e in expected)
+            stored = ((frames + 1) * 127.5).round().to(torch.uint8)  # the uint8 values these frames came from
+            assert torch.equal(frames, stored.float() / 127.5 - 1)
+
+
 def test_the_matching_aware_sequence_discriminator_trains_and_is_logged(packed, tmp_path):
     run_train(packed, tmp_path / "plain", max_epochs=1)
     run_train(packed, tmp_path / "aware", max_epochs=1, seq_disc_mismatch=1.0)

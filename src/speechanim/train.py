@@ -89,7 +89,7 @@ from .audio import samples_per_frame
 from .losses import VARIANT_TERMS, Batch, GANLoss, min_snippet_steps
 from .models import (FrameDiscriminator, Generator, ModelConfig, SequenceDiscriminator, SyncDiscriminator,
                      count_parameters, device)
-from .packing import TrainingWindows, WholeClips, clip_keys, worker_init
+from .packing import TrainingWindows, WholeClips, clip_keys, unit_range, worker_init
 
 VARIANTS = tuple(VARIANT_TERMS)
 VAL_METRICS = {"psnr": "max", "l1": "min"}  # metric -> which way is better
@@ -607,15 +607,16 @@ def train_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer
 def train_epoch(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], criterion: GANLoss,
                 batches: Iterator[dict], steps: int, d: Dist, *, check, progress: bool, desc: str,
                 precision: str = "fp32") -> dict[str, float]:
-    """``steps`` training steps on ``batches``; the mean of each loss over the steps (and the processes).
-    ``precision`` "bf16": each step under bfloat16 autocast (TrainConfig.precision)."""
+    """``steps`` training steps on ``batches`` (the loader's, with uint8 frames); the mean of each loss over the
+    steps (and the processes). ``precision`` "bf16": each step under bfloat16 autocast (TrainConfig.precision)."""
     for net in nets.values():
         net.train()
     sums: dict[str, Tensor] = {}
     bar = tqdm(range(steps), desc=desc, disable=None if (progress and d.main) else True, leave=False, dynamic_ncols=True)
     for step in bar:
-        b = next(batches)
-        batch = Batch(*(b[k].to(d.device, non_blocking=True) for k in ("still", "frames", "audio")))
+        b = next(batches)  # uint8 frames: a quarter of the bytes to load and move, made [-1, 1] on the device
+        still, frames = (unit_range(b[k].to(d.device, non_blocking=True)) for k in ("still", "frames"))
+        batch = Batch(still, frames, b["audio"].to(d.device, non_blocking=True))
         with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             parts = train_step(nets, opts, criterion, batch, check=partial(check, step=step))
         for k, v in parts.items():
@@ -712,9 +713,10 @@ def train(*, dataset: str, variant: str, train_path: str | os.PathLike, val_path
 
 
 def make_loaders(d: Dist, train_path: Path, val_path: Path, mcfg: ModelConfig, tcfg: TrainConfig, per_rank: int):
-    """Training windows (shuffled; split over the processes) and the validation clips (``val_clips``
-    spread evenly over the file): ``(train_ds, sampler, loader, val_loader, n_val)``."""
-    train_ds = TrainingWindows(train_path, tcfg.n_frames, window_s=mcfg.audio_window_s)
+    """Training windows (shuffled; split over the processes; uint8 frames, which :func:`train_epoch` makes
+    [-1, 1] on the device) and the validation clips (``val_clips`` spread evenly over the file):
+    ``(train_ds, sampler, loader, val_loader, n_val)``."""
+    train_ds = TrainingWindows(train_path, tcfg.n_frames, window_s=mcfg.audio_window_s, uint8=True)
     if len(train_ds) < tcfg.batch_size:
         raise TrainingError(f"{train_path}: {len(train_ds)} clips of at least {tcfg.n_frames} frames, fewer than "
                             f"one batch of {tcfg.batch_size}")
