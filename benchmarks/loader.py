@@ -1,7 +1,7 @@
 """The training loader at the paper's size, from a packed file of >= 5 GB, against the training step rate.
 
     .venv/bin/python benchmarks/loader.py [--gb 5.2] [--layouts frame clip lzf-frame lzf-clip gzip1-clip]
-        [--workers 1 2] [--batches 24] [--cpu-step-s S] [--flops | --step-flops F] [--sustained-tflops 150]
+        [--workers 1 2] [--batches 24] [--cpu-step-s S] [--flops | --step-flops F] [--sustained-tflops 74.2]
         [--dir /tmp]
 
 For each HDF5 layout of the clips' frames (``--layouts``, :data:`LAYOUTS`: frames per chunk and
@@ -11,8 +11,8 @@ as it does GRID's real crops; 16 clips written with :func:`speechanim.packing.wr
 under new keys as ``preprocess pack`` copies clips) and times the trainer's own loader over it
 (``TrainingWindows`` of 75 frames, batch 8, random clips, ``worker_init``, as
 ``speechanim.train.make_loaders`` builds it on a CPU) with 0 workers: ``--batches`` batches after a
-first one, with float32 frames (the trainer's) and with uint8 frames (``TrainingWindows(uint8=True)``,
-converted on the device), each once on clips evicted from the page cache (``posix_fadvise
+first one, with uint8 frames (``TrainingWindows(uint8=True)``, the trainer's since 2026-12-06, made
+[-1, 1] on the device) and with float32 frames (converted in the loader, as the trainer took them before), each once on clips evicted from the page cache (``posix_fadvise
 DONTNEED``: read from the disk) and once more on the same clips, now cached. Each measurement prints
 wall batches/s and CPU milliseconds per batch of the whole loader (workers included) and of the
 loading process alone: CPU time holds on a shared machine, where wall time follows the other jobs.
@@ -23,7 +23,8 @@ Targets: 3x the paper-size training step rate (batch 8 x 75 frames at 128x96 of 
 variant) on this CPU (``--cpu-step-s``: seconds per step, from ``bench_train.py --paper``) and on an
 H100, estimated: the step's FLOPs (``--flops``: counted by ``torch.utils.flop_counter`` over one
 clip's CPU step, forward and backward of every network, times 8; or given as ``--step-flops``) over
-``--sustained-tflops``, an assumed sustained throughput, not a measurement. For each it prints whether
+``--sustained-tflops``, an assumed sustained throughput, not a measurement (by default the plan's,
+``speechanim.plan.GPU_SUSTAINED``: 15% of the H100's dense TF32 peak). For each it prints whether
 a measured row met it and how many workers would at the measured CPU cost per batch, a core each.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ import torch
 from pack_memory import NoiseBank, synthetic_clip  # benchmarks/ is on the path when run as a script
 
 from speechanim.packing import AtomicH5, TrainingWindows, worker_init, write_clip
+from speechanim.plan import GPU_SUSTAINED
 
 #: Frame layouts tried: name -> (frames per chunk, or None for the whole clip; compression; its option).
 LAYOUTS = {
@@ -142,7 +144,7 @@ def loader_rate(path: Path, workers: int, batches: int, uint8: bool = False, see
 
 
 def measure(path: Path, layout: str, info: dict, workers: int, batches: int, seed: int) -> dict:
-    """:func:`loader_rate` for float32 frames (the trainer's) and uint8, each on clips evicted from the page
+    """:func:`loader_rate` for float32 frames and uint8 (the trainer's), each on clips evicted from the page
     cache (cold) and then on the same clips again (warm)."""
     row = {"layout": layout, "workers": workers, "bytes": info["bytes"], "write_s": info["write_s"]}
     for kind, uint8 in (("float", False), ("uint8", True)):
@@ -169,8 +171,8 @@ def main() -> None:
                     help="seconds per paper-size training step (batch 8) of the fastest variant on this CPU")
     ap.add_argument("--flops", action="store_true", help="count the paper-size step's FLOPs (one CPU step per variant)")
     ap.add_argument("--step-flops", type=float, default=None, help="the paper-size l1 step's FLOPs, if known")
-    ap.add_argument("--sustained-tflops", type=float, default=150.0,
-                    help="assumed sustained H100 throughput for the step, TFLOP/s (an estimate)")
+    ap.add_argument("--sustained-tflops", type=float, default=GPU_SUSTAINED["H100"] / 1e12,
+                    help="assumed sustained H100 throughput for the step, TFLOP/s (an estimate; default the plan's)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the packed files go")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
