@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 sys.path.insert(0, str(REPO / "tests"))
 from speechanim.config import model_json  # noqa: E402
-from speechanim.plan import MODEL_KINDS, config_key, load_config  # noqa: E402
+from speechanim.plan import MODEL_KINDS, config_key, run_config  # noqa: E402
 from test_dag import tiny_config  # noqa: E402  (the tiny end-to-end DAG's settings)
 
 GRID_S1 = REPO.parent / "shared" / "data" / "grid-s1"
@@ -323,7 +323,7 @@ def main() -> int:
             dag_rows, dag_config = measure_dag(tuple(args.clips), Path(tmp))
             rows += dag_rows
     configs = {"tiny DAG (tests)": tiny_config(), "small DAG (this benchmark)": dag_config}
-    configs.update({c: load_config(REPO / c if c != "config.yaml" else None) for c in args.configs})
+    configs.update({c: run_config(REPO / c if c != "config.yaml" else None) for c in args.configs})
     seen = set()
     for name, config in ({} if args.skip_models else configs).items():
         if config_key(config) not in seen:

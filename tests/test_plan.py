@@ -24,7 +24,7 @@ from speechanim.plan import (
     Plan,
     UnitCosts,
     config_key,
-    load_config,
+    run_config,
     main,
 )
 
@@ -58,7 +58,7 @@ def rule_of(plan: Plan, rule: str):
 
 
 def test_plan_arithmetic_on_known_unit_costs():
-    config = load_config(REPO / "workflow" / "configs" / "paper.yaml")
+    config = run_config(REPO / "workflow" / "configs" / "paper.yaml")
     config["cluster"]["partition_limit_minutes"] = 600
     plan = Plan(config, known_costs(config))
     grid = PAPER_CORPORA["grid"]
@@ -89,13 +89,13 @@ def test_plan_arithmetic_on_known_unit_costs():
 
 
 def test_plan_tcdtimit_at_paper_size_and_a_speaker_subset():
-    config = load_config(REPO / "workflow" / "configs" / "paper.yaml")
+    config = run_config(REPO / "workflow" / "configs" / "paper.yaml")
     config["run_datasets"] = ["tcdtimit"]
     plan = Plan(config, known_costs(config))
     tcd = PAPER_CORPORA["tcdtimit"]
     assert round(tcd.frames_per_clip) == 100 and rule_of(plan, "align_speaker").jobs == 59
     assert rule_of(plan, "train").jobs == 5  # the first dataset: Table 2's ablation too
-    config = load_config(REPO / "workflow" / "configs" / "paper.yaml")
+    config = run_config(REPO / "workflow" / "configs" / "paper.yaml")
     config["datasets"]["grid"]["speakers"] = ["s1", "s2", "s3"]
     plan = Plan(config, known_costs(config))
     assert plan.corpus("grid").parts["train"] == round(31639 * 3 / 33)
@@ -113,7 +113,7 @@ def dry_run(tmp_path: Path, config: dict) -> str:
 @pytest.mark.parametrize("name", ["config.yaml", "workflow/configs/paper.yaml"])
 def test_plan_jobs_and_requests_are_the_dags(name, tmp_path):
     """The plan counts the jobs Snakemake plans, and every planned rule's jobs request what the plan gives."""
-    config = load_config(None if name == "config.yaml" else REPO / name)
+    config = run_config(None if name == "config.yaml" else REPO / name)
     out = dry_run(tmp_path, config)
     stats = out.split("Job stats:", 1)[1]
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
@@ -136,6 +136,21 @@ def test_plan_command_prints_totals_and_says_gpu_hours_are_estimated(capsys, tmp
     assert "ESTIMATED, not measured" in out and "grid: 32794 clips" in out
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert rows[-1]["Rule"] == "total" and float(rows[-1]["GPU-hours (H100 est.)"].replace(",", "")) > 0
+
+
+def test_plan_refuses_a_config_the_snakefile_would_refuse(capsys, tmp_path):
+    """A misspelt key or a bad value in the overlay is named (file and key), as the Snakefile's validation names
+    it, instead of a plan for the defaults the overlay meant to change."""
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("training:\n  bacth_size: 64\n")
+    assert main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "training.bacth_size: unknown key" in err
+    bad.write_text("training:\n  batch_size: -8\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "training.batch_size" in capsys.readouterr().err
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
 
 
 # --- the tiny DAG's measured memory against the requests
@@ -167,7 +182,7 @@ def test_measured_peak_memory_scaled_by_the_plan_fits_the_request(tiny_dag, targ
     tiny = Plan(config)
     assert config_key(config) in tiny.costs.names  # its networks were measured by benchmarks/unit_costs.py
     path, dataset = TARGETS[target]
-    big_config = load_config(REPO / path if path else None)
+    big_config = run_config(REPO / path if path else None)
     if dataset:
         big_config["run_datasets"] = [dataset]
     big = Plan(big_config)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import model_json
+from .config import ConfigError, model_json, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_COSTS = REPO / "docs" / "unit-costs.csv"
@@ -92,10 +92,13 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None) -> dict:
-    """config.yaml, with ``path`` merged over it (None: the embedded default)."""
+def run_config(path: str | Path | None = None) -> dict:
+    """A run's config: config.yaml with ``path`` merged over it, as ``snakemake --configfile path`` merges them
+    (None: the embedded default), and validated as the Snakefile validates it (a misspelt key is an error)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    return _merge(config, yaml.safe_load(Path(path).read_text()) or {}) if path else config
+    if path:
+        config = _merge(config, yaml.safe_load(Path(path).read_text()) or {})
+    return validate_config(config, source=f"config.yaml + {path}" if path else "config.yaml")
 
 
 def config_key(config: dict) -> str:
@@ -499,7 +502,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--costs", type=Path, default=UNIT_COSTS, help="the unit costs (default %(default)s)")
     ap.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
     args = ap.parse_args(argv)
-    config = load_config(args.config)
+    try:
+        config = run_config(args.config)
+    except (ConfigError, OSError, yaml.YAMLError) as e:
+        print(f"speechanim plan: {e}", file=sys.stderr)
+        return 2
     if args.datasets:
         config["run_datasets"] = args.datasets
     plan = Plan(config, UnitCosts.read(args.costs))
