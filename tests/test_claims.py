@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ import pytest
 import numpy as np
 
 from speechanim.claims import (ClaimsError, Scores, _fmt, _interval_text, best_of, better, bootstrap, clip_columns, close,
-                               figure, interval, load_scores, main as claims_main, read_clip_scores, within_factor)
+                               figure, interval, load_scores, main as claims_main, read_clip_scores, table3_claims,
+                               within_factor)
 from speechanim.metrics.wer import wer
 from speechanim.tables import main as tables_main, mean_std_cell, metric_cells
 
@@ -128,7 +131,8 @@ def test_ablation_variants_with_fewer_seeds_are_read_from_their_folders_and_say_
     md = tmp_path / "claims.md"
     assert claims_main(["--dataset", "ds", dirs, "--ablation-metrics", seed0, "--out", str(md)]) == 0
     text = md.read_text()
-    assert "Trained with fewer seeds than the full model (2): L1 1, L1+Adv_img 1" in text
+    assert ("\n## ds\n\nTrained with fewer seeds than the full model (2): L1 1, L1+Adv_img 1 (config `ablation_seeds`); "
+            "their claims rest on those seeds.\n\n- **") in text  # under the dataset's heading, before its claims
     assert "L1 24.2 vs L1+Adv_img 23.1" in text and "L1 24.2 vs full 22.9" in text  # L1: seed 0; full: both
 
 
@@ -334,6 +338,8 @@ def test_interval_is_the_central_coverage_of_the_resamples():
     (-1.5, -2.0, -1.0, "-1.50 [-2.00, -1.00]"),
     (0.0, 0.0, 0.0, "+0.000 [+0.000, +0.000]"),
     (0.5, -0.1, 9.99, "+0.50 [-0.10, +9.99]"),  # the largest of the three sets the decimals
+    (10.0, 1.0, 2.0, "+10.0 [+1.0, +2.0]"),  # the difference the largest: a percentile interval need not hold it
+    (1.0, -10.0, 2.0, "+1.0 [-10.0, +2.0]"),  # the lower end the largest
 ])
 def test_interval_text_gives_three_significant_digits_to_the_largest(diff, lo, hi, text):
     assert _interval_text(diff, lo, hi) == text
@@ -467,14 +473,16 @@ def test_claims_md_states_every_claim_of_the_paper_in_order_under_its_dataset(tm
 def test_the_output_may_not_overwrite_an_input(tmp_path, capsys):
     dirs = two_seeds(tmp_path)
     seed0 = dirs.split(",")[0]
+    seed1 = dirs.split(",")[1]
     for extra, out in (([], f"{seed0}/full.csv"), (["--ablation-metrics", seed0], f"{seed0}/l1.csv")):
         with pytest.raises(SystemExit) as e:
             claims_main(["--dataset", "ds", dirs, *extra, "--out", out])
         err = capsys.readouterr().err
-        assert e.value.code == 2 and "--out" in err and out in err and "the per-clip scores" in err
+        assert e.value.code == 2 and f"error: --out {out} is the same file as the per-clip scores {out}: " in err
+    # the second of two --ablation-metrics folders is read too
     with pytest.raises(SystemExit):
-        claims_main(["--dataset", "ds", dirs.split(",")[1], "--ablation-metrics", seed0, "--out", f"{seed0}/l1.csv"])
-    assert "--ablation-metrics" in capsys.readouterr().err
+        claims_main(["--dataset", "ds", seed1, "--ablation-metrics", f"{seed1},{seed0}", "--out", f"{seed0}/l1.csv"])
+    assert f"error: --out {seed0}/l1.csv is the same file as --ablation-metrics {seed0}/l1.csv: " in capsys.readouterr().err
 
 
 def test_one_seed_header_and_the_commands_errors(tmp_path, capsys):
@@ -490,8 +498,135 @@ def test_one_seed_header_and_the_commands_errors(tmp_path, capsys):
                           (["--dataset", "a", one, "--resamples", "0"], "--resamples must be >= 1")):
         with pytest.raises(SystemExit) as e:
             claims_main([*args, "--out", str(tmp_path / "x.md")])
-        assert e.value.code == 2 and message in capsys.readouterr().err
+        assert e.value.code == 2 and f"python -m speechanim.claims: error: {message}\n" in capsys.readouterr().err
     assert claims_main(["--dataset", "a", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.md")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("speechanim.claims: error: ") and "ground_truth.csv: cannot read the per-clip scores" in err
     assert not (tmp_path / "x.md").exists()
+
+
+def test_methods_are_named_as_in_the_paper_or_by_their_own_name():
+    """The paper's methods by their names in the tables (ground_truth: "real"), any other by its own name."""
+    v = better(const("novel", 2.0), const("ground_truth", 1.0), "psnr", True, resamples=5)
+    assert (v.verdict, v.figures) == ("holds", "novel 2 vs real 1, advantage +1.00 [+1.00, +1.00]")
+    v = better(const("novel", np.nan), const("ground_truth", 1.0), "psnr", True, resamples=5)
+    assert v.figures == "novel N/A, real 1 (a figure is missing, so nothing is compared)"
+    for a, b, shown in (("ground_truth", "novel", "real 1.5, novel 1"), ("novel", "ground_truth", "novel 1.5, real 1")):
+        v = close(const(a, 1.5), const(b, 1.0), "psnr", 1.0, resamples=5)
+        assert (v.verdict, v.figures) == ("holds", f"{shown}, difference +0.500 [+0.500, +0.500] (tolerance +-1)")
+    # a reference other than 1: the ratio 3 / 2 = 1.5, within a factor of 2 either way
+    for a, b, shown in (("ground_truth", "novel", "real 3, novel 2"), ("novel", "ground_truth", "novel 3, real 2")):
+        v = within_factor(const(a, 3.0), const(b, 2.0), "psnr", 2.0, resamples=5)
+        assert (v.verdict, v.figures) == ("holds", f"{shown}, ratio 1.5 [1.5, 1.5] (allowed 0.5-2)")
+
+
+def test_figures_from_the_fewest_values():
+    """A seed with one clip's value, a single blink, under a second of face, and ratios over two seeds."""
+    assert figure(scores("full", [[np.nan, 5.0], [2.0, 4.0]]), "psnr") == pytest.approx((5.0 + 3.0) / 2)
+    cols = {c: np.full((2, 1), np.nan) for c in clip_columns({})}
+    cols["word_errors"], cols["n_words"] = np.array([[1.0], [3.0]]), np.array([[2.0], [4.0]])
+    assert figure(Scores("full", cols), "wer") == pytest.approx((1 / 2 + 3 / 4) / 2)  # each seed's rate, then the mean
+    cols = {c: np.full((1, 2), np.nan) for c in clip_columns({})}
+    cols["blinks"], cols["blink_seconds"], cols["seconds"] = np.array([[1.0, 0.0]]), np.array([[0.2, 0.0]]), \
+        np.array([[0.25, 0.25]])
+    assert figure(Scores("full", cols), "blink_duration_s") == pytest.approx(0.2)  # one blink of 0.2 s
+    assert figure(Scores("full", cols), "blinks_per_s") == pytest.approx(1 / 0.5)  # one blink in half a second
+
+
+def test_a_ratio_whose_reference_has_no_blink_in_some_resamples_is_not_shown_and_warns_nothing():
+    """Real videos that blink in one clip of four: the resamples without it give the full model's ratio no finite
+    value (x / 0, or 0 / 0 where neither blinks), so the interval has no finite upper end; numpy stays quiet."""
+    def blinking(name, blinks):
+        cols = {c: np.full((1, 4), np.nan) for c in clip_columns({})}
+        cols["blinks"], cols["seconds"] = np.array([blinks], float), np.full((1, 4), 3.0)
+        return Scores(name, cols)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        v = within_factor(blinking("full", [1, 1, 0, 0]), blinking("ground_truth", [1, 0, 0, 0]), "blinks_per_s", 2.0,
+                          resamples=200)
+    # 2 blinks in 12 s against 1 in 12 s; the full model blinks wherever the real videos do, so the ratio is >= 1
+    assert v.verdict == "not shown" and v.figures.startswith("full 0.1667, real 0.08333, ratio 2 [1, ")
+    assert not math.isfinite(float(v.figures.split("[1, ")[1].split("]")[0]))
+
+
+def test_table3_claims_need_only_the_full_model_and_the_baseline():
+    """Without the real videos (or without their silence motion) Fig. 8's line has no "real" figure; without the
+    still image, no control claims."""
+    full, static = const("full", 0.5, "silence_motion"), const("static", 2.0, "silence_motion")
+    claims = table3_claims({"full": full, "static": static}, resamples=5)
+    assert [text for text, _ in claims] == CLAIMS_EVERY[:7]
+    assert claims[6][1].figures == "static 2 vs full 0.5, advantage +1.50 [+1.50, +1.50]"
+    claims = table3_claims({"full": full, "static": static, "ground_truth": const("ground_truth", 1.0)}, resamples=5)
+    assert claims[6][1].figures == "static 2 vs full 0.5, advantage +1.50 [+1.50, +1.50]"  # psnr only: no motion
+
+
+def paper_holds(root: Path) -> str:
+    """Two seeds' scores on which every claim of the paper (and of D_sync) holds in every seed and every clip, so
+    that each resample, whichever seeds and clips it draws, finds it; the seeds differ, so resamples differ."""
+    real = {"ground_truth": summary(psnr=None, ssim=None, blinks_per_s=0.30, blink_duration_s=0.12),
+            "still": summary(wer=0.95, lse_c=0.3)}
+    seeds = []
+    for i, (a, b) in enumerate(((0.0, 0.0), (0.2, 0.01))):  # seed 1 shifted: PSNR by b*20 dB, the rest by about b
+        seeds.append(write(root / f"seed{i}" / "metrics", {**(real if i == 0 else {}),
+            "l1": summary(psnr=25 + 20 * b, ssim=0.80 + b, cpbd=0.30 + b, fdbm=0.20 + b, wer=0.90 - 2 * b, lse_d=8.5 + a,
+                          lse_c=0.8 - a / 2),
+            "l1_advimg": summary(psnr=23 + 20 * b, ssim=0.70 + b, cpbd=0.50 + b, fdbm=0.35 + b, wer=0.84 + 2 * b,
+                                 lse_d=8.3 - a, lse_c=0.9 + a / 2),
+            "full": summary(psnr=23.5 - 20 * b, ssim=0.725 - b / 2, wer=0.60 + 4 * b, lse_d=7.0 + a, lse_c=2.0 - a / 2,
+                            lmd=0.015 + b / 10, blinks_per_s=0.25 + 10 * b, blink_duration_s=0.14 + 2 * b,
+                            silence_motion=0.5 + a),
+            "static": summary(psnr=23.8 - 20 * b, ssim=0.73 - b / 2, wer=0.90 + 2 * b, lse_d=8.6 - a, lse_c=0.7 + a,
+                              lmd=0.025 + b / 5, silence_motion=2.0 + a),
+            "full_sync": summary(lse_c=2.5 + a / 2, lmd=0.010 + b / 10, wer=0.50 + 2 * b)}))
+    return ",".join(map(str, seeds))
+
+
+def test_every_claim_reads_its_direction_and_the_resamples_asked_for(tmp_path):
+    """On scores where each claim holds whichever seeds and clips are drawn, every line says "holds" (a claim
+    read the wrong way round would be contradicted); with --resamples 1 each interval is one resample's
+    difference, both ends the same (the default 10,000 resamples of two seeds would spread them)."""
+    out = tmp_path / "results" / "ds" / "claims.md"  # its folders are made
+    assert claims_main(["--dataset", "ds", paper_holds(tmp_path), "--resamples", "1", "--out", str(out)]) == 0
+    lines = [line for line in out.read_text().splitlines() if line.startswith("- ")]
+    assert [line.split(" — ", 1)[1][: len(c)] for line, c in zip(lines, CLAIMS_DS1 + CLAIMS_EVERY + CLAIMS_SYNC)] \
+        == CLAIMS_DS1 + CLAIMS_EVERY + CLAIMS_SYNC and len(lines) == 23
+    assert [line for line in lines if not line.startswith("- **holds** — ")] == []
+    for line in lines:
+        ends = re.findall(r"\[([^\[\],]+), ([^\[\],]+)\]", line)
+        assert len(ends) == (2 if "of the three" in line else 1) and all(lo == hi for lo, hi in ends), line
+
+
+def test_a_later_dataset_needs_neither_the_ablation_variants_nor_the_controls(tmp_path):
+    """Table 2's variants (l1, l1_advimg) are read for the first dataset only, and the still image wherever it
+    was scored: a second dataset with the real videos, the full model and the baseline gets Table 3's claims."""
+    first = paper_holds(tmp_path / "a")
+    second = write(tmp_path / "b" / "metrics", {"ground_truth": summary(psnr=None, ssim=None),
+                                                "full": summary(wer=0.6), "static": summary()})
+    out = tmp_path / "claims.md"
+    assert claims_main(["--dataset", "ds", "--dataset", "tcd", first, str(second), "--resamples", "5",
+                        "--out", str(out)]) == 0
+    tcd = [line.split(" — ", 1)[1] for line in out.read_text().split("\n## tcd\n")[1].splitlines()
+           if line.startswith("- ")]
+    assert len(tcd) == 7 and all(line.startswith(c) for line, c in zip(tcd, CLAIMS_EVERY[:7]))  # no control claims
+
+
+def test_the_command_line_names_its_program_and_explains_every_argument(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps the help to the terminal, breaking words at hyphens
+    with pytest.raises(SystemExit) as e:
+        claims_main(["--help"])
+    assert e.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert help_text.startswith("usage: python -m speechanim.claims ")
+    assert "one line per claim. positional arguments:" in help_text  # the docstring's first paragraph, not all of it
+    for words in ("The paper's claims, checked on the measured per-clip scores: results/claims.md, one line per claim.",
+                  "--dataset DATASET dataset name (repeat, in order; the first is Table 2's)",
+                  "metrics_dirs per dataset: its metrics folders, one per seed, comma-separated",
+                  "--ablation-metrics ABLATION_METRICS the first dataset's metrics folders of the seeds l1 and l1_advimg "
+                  "were trained with, when fewer",
+                  "--resamples RESAMPLES bootstrap resamples per claim (default 10,000)"):
+        assert words in help_text, words
+    for missing, args in (("--dataset", ["m", "--out", "x.md"]), ("--out", ["--dataset", "a", "m"])):
+        with pytest.raises(SystemExit) as e:
+            claims_main(args)
+        assert e.value.code == 2 and f"error: the following arguments are required: {missing}" in capsys.readouterr().err
