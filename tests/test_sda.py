@@ -359,8 +359,8 @@ def test_each_setting_must_be_a_positive_number_of_its_kind():
     assert _setting(d, "x", float, "f") == 0.2 and _setting(d, "xi", float, "f") == 2.0
     assert type(_setting(d, "xi", float, "f")) is float and _setting(d, "x32", float, "f") == 0.5
     assert _setting(d, "b", bool, "f") is True and _setting(d, "nb", bool, "f") is False
-    for key, kind, shown in (("zero", int, "0"), ("zero", float, "0"), ("neg", float, "-1.0"), ("flag", int, "True"), ("flag", float, "True"),
-                             ("text", int, "'3'"), ("x", int, "0.2"), ("n", bool, "3")):
+    for key, kind, shown in (("zero", int, "0"), ("zero", float, "0"), ("neg", float, "-1.0"), ("flag", int, "True"),
+                             ("flag", float, "True"), ("text", int, "'3'"), ("x", int, "0.2"), ("n", bool, "3")):
         with pytest.raises(SdaError, match=rf"^f: '{key}' must be a positive {kind.__name__}, got {shown}$"):
             _setting(d, key, kind, "f")
     with pytest.raises(SdaError, match=r"^f: has no 'gone' \(an authors' checkpoint holds img_size, audio_rate, "
@@ -392,8 +392,8 @@ def test_model_config_reads_the_settings_and_names_what_is_wrong():
     for key in ("video_rate", "audio_rate"):
         with pytest.raises(SdaError, match=rf"^g\.dat: '{key}' must be a positive int, got 0$"):
             model_config(_settings_dict(**{key: 0}), "g.dat")
-    for key, value, shown in (("sequential_noise", "yes", "bool, got 'yes'"), ("audio_feat_len", -0.2, "float, got -0.2"),
-                              ("audio_feat_samples", 0, "int, got 0")):
+    for key, value, shown in (("sequential_noise", "yes", "bool, got 'yes'"),
+                              ("audio_feat_len", -0.2, "float, got -0.2"), ("audio_feat_samples", 0, "int, got 0")):
         with pytest.raises(SdaError, match=rf"^g\.dat: '{key}' must be a positive {shown}$"):
             model_config(_settings_dict(**{key: value}), "g.dat")
     for key in ("id_enc_dim", "aud_enc_dim", "rnn_gen_dim", "aux_latent"):  # read while the network's settings are
