@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,9 @@ def test_check_audible_measures_the_rms_around_the_mean():
     with pytest.raises(SilentAudioError, match=r"RMS 0\.00e\+00"):
         check_audible(np.zeros(0))
     check_audible(np.tile([2e-4, -2e-4], 10))  # the default threshold is 1e-4
+    # half-precision samples are measured in double precision: +-1.5e-4 (RMS 1.5e-4 > 1e-4) squares to 2.25e-8,
+    # which float16 (smallest step 6e-8) would round to 0, calling the track silent
+    check_audible(np.tile(np.array([1.5e-4, -1.5e-4], np.float16), 10))
 
 
 def test_check_mix_refuses_only_a_silent_mix_of_channels_that_are_not():
@@ -95,6 +100,8 @@ def test_check_mix_refuses_only_a_silent_mix_of_channels_that_are_not():
     check_mix([0.5, 0.5], 0.5, silence_rms=0.5)  # the mix exactly at the threshold is not silent
     check_mix([0.4, 0.4], 0.0, silence_rms=0.5)  # every channel silent: nothing cancelled
     check_mix([0.7], 0.0)  # one channel: nothing to cancel
+    with pytest.raises(SilentAudioError, match=r"^audio: its 2 channels cancel out"):
+        check_mix([0.5, 0.5], 0.0)  # no source named: the message says "audio"
 
 
 def test_mix_to_mono_averages_the_channels_and_refuses_cancelling_ones():
@@ -107,6 +114,14 @@ def test_mix_to_mono_averages_the_channels_and_refuses_cancelling_ones():
     with pytest.raises(SilentAudioError):
         mix_to_mono(np.stack([left + 5, -left + 5], axis=1), silence_rms=0.7)
     mix_to_mono(np.stack([left, -left], axis=1) * 0.5, silence_rms=0.8)  # channels of RMS 0.35 < 0.8: silent too
+    # the same quiet channels on opposite offsets +5 and -5 (the mix is 0): each channel's RMS is taken around its
+    # own mean, 0.35 < 0.8, so the offsets are not mistaken for sound that cancelled
+    mix_to_mono(np.stack([0.5 * left + 5, -0.5 * left - 5], axis=1), silence_rms=0.8)
+    with pytest.raises(SilentAudioError, match=r"^audio: its 2 channels cancel out"):  # two samples are enough
+        mix_to_mono(np.array([[1.0, -1.0], [-1.0, 1.0]]))  # channels of RMS 1, the mix 0; no source: "audio"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy "mean of empty slice" warning: there is nothing to measure
+        assert mix_to_mono(np.zeros((0, 2))).shape == (0,)
     one = np.array([1.0, -2.0])
     assert mix_to_mono(one) is one
     np.testing.assert_array_equal(mix_to_mono(np.array([[1.0, -1.0]])), [0.0])  # one sample: no RMS to compare
@@ -120,6 +135,12 @@ def test_normalise_removes_the_offset_and_scales_the_peak_to_one():
     np.testing.assert_allclose(normalise(np.array([0.0, 0.0, -4.0, 0.0])), [1 / 3, 1 / 3, -1.0, 1 / 3], rtol=1e-6)
     with pytest.raises(SilentAudioError, match=r"^b: silent audio track \(RMS .* < 1e\+01\)$"):
         normalise(np.array([1.0, 2.0, 3.0, 6.0]), silence_rms=10, source="b")
+    with pytest.raises(SilentAudioError, match=r"^audio: silent audio track"):
+        normalise(np.full(10, 0.5))  # no source named: the message says "audio"
+    # whatever the sample type, the arithmetic is float32: half-precision samples come out exact to float32,
+    # not rounded to float16's 11 bits (-2/3 would be -0.6665)
+    for samples in (np.array([1, 2, 3, 6], np.int16), np.array([1, 2, 3, 6], np.float16)):
+        np.testing.assert_allclose(normalise(samples), [-2 / 3, -1 / 3, 0.0, 1.0], rtol=1e-6)
 
 
 def test_fit_length_trims_or_pads_with_zeros_at_the_end():

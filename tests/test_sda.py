@@ -8,6 +8,7 @@ written out here by hand from those files' layer definitions, with small setting
 from __future__ import annotations
 
 import pickle
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -18,6 +19,7 @@ from speechanim.animate import Animator
 from speechanim.checkpoint import CheckpointError
 from speechanim.cli import main
 from speechanim.media import read_audio, read_video
+from speechanim.models import Generator
 from speechanim.sda import SdaError, convert_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -321,6 +323,11 @@ def test_missing_settings_and_code_are_refused(tmp_path, capsys):
     torch.save(d, tmp_path / "noface.dat")
     assert main(["import-sda", str(tmp_path / "noface.dat"), "-o", str(tmp_path / "x.pt")]) == 1
     assert "noface.dat: not an authors' checkpoint: no 'mean_face'" in capsys.readouterr().err
+    generator = d.pop("generator")
+    torch.save(d, tmp_path / "noface.dat")
+    with pytest.raises(SdaError, match=r"noface\.dat: not an authors' checkpoint: no 'mean_face', 'generator'$"):
+        convert_file(tmp_path / "noface.dat", tmp_path / "x.pt")  # every missing key, in the order of the layout
+    d["generator"] = generator
 
     class Boom:
         def __reduce__(self):
@@ -346,13 +353,14 @@ def test_each_setting_must_be_a_positive_number_of_its_kind():
     from speechanim.sda import _setting
 
     d = {"n": 3, "n64": np.int64(5), "x": 0.2, "xi": 2, "x32": np.float32(0.5), "b": True, "nb": np.bool_(False),
-         "zero": 0, "neg": -1.0, "flag": True, "text": "3"}
+         "zero": 0, "neg": -1.0, "flag": True, "text": "3", "one": 1}
     assert _setting(d, "n", int, "f") == 3 and type(_setting(d, "n64", int, "f")) is int
+    assert _setting(d, "one", int, "f") == 1  # the smallest positive int
     assert _setting(d, "x", float, "f") == 0.2 and _setting(d, "xi", float, "f") == 2.0
     assert type(_setting(d, "xi", float, "f")) is float and _setting(d, "x32", float, "f") == 0.5
     assert _setting(d, "b", bool, "f") is True and _setting(d, "nb", bool, "f") is False
-    for key, kind, shown in (("zero", int, "0"), ("neg", float, "-1.0"), ("flag", int, "True"), ("flag", float, "True"),
-                             ("text", int, "'3'"), ("x", int, "0.2"), ("n", bool, "3")):
+    for key, kind, shown in (("zero", int, "0"), ("zero", float, "0"), ("neg", float, "-1.0"), ("flag", int, "True"),
+                             ("flag", float, "True"), ("text", int, "'3'"), ("x", int, "0.2"), ("n", bool, "3")):
         with pytest.raises(SdaError, match=rf"^f: '{key}' must be a positive {kind.__name__}, got {shown}$"):
             _setting(d, key, kind, "f")
     with pytest.raises(SdaError, match=r"^f: has no 'gone' \(an authors' checkpoint holds img_size, audio_rate, "
@@ -371,6 +379,7 @@ def test_model_config_reads_the_settings_and_names_what_is_wrong():
     # or 533 (rounded) are both accepted, 534 is not
     assert model_config(_settings_dict(audio_feat_len=0.0333, audio_feat_samples=532)).audio_window_s == 0.0333
     assert model_config(_settings_dict(audio_feat_len=0.0333, audio_feat_samples=533)).sample_rate == 16000
+    assert model_config(_settings_dict(audio_rate=8000, audio_feat_samples=1600)).sample_rate == 8000  # 0.2 s x 8 kHz
     with pytest.raises(SdaError, match=r"^g\.dat: 'audio_feat_samples' 534 is not audio_feat_len x audio_rate "
                                        r"\(0\.0333 x 16000\)$"):
         model_config(_settings_dict(audio_feat_len=0.0333, audio_feat_samples=534), "g.dat")
@@ -383,6 +392,10 @@ def test_model_config_reads_the_settings_and_names_what_is_wrong():
     for key in ("video_rate", "audio_rate"):
         with pytest.raises(SdaError, match=rf"^g\.dat: '{key}' must be a positive int, got 0$"):
             model_config(_settings_dict(**{key: 0}), "g.dat")
+    for key, value, shown in (("sequential_noise", "yes", "bool, got 'yes'"),
+                              ("audio_feat_len", -0.2, "float, got -0.2"), ("audio_feat_samples", 0, "int, got 0")):
+        with pytest.raises(SdaError, match=rf"^g\.dat: '{key}' must be a positive {shown}$"):
+            model_config(_settings_dict(**{key: value}), "g.dat")
     for key in ("id_enc_dim", "aud_enc_dim", "rnn_gen_dim", "aux_latent"):  # read while the network's settings are
         with pytest.raises(SdaError, match=rf"^g\.dat: its settings do not describe a network this project can build "
                                            rf"\(g\.dat: '{key}' must be a positive int, got 0\)$"):
@@ -414,6 +427,10 @@ def test_authors_resample_is_an_fft_resample_to_a_truncated_length():
     assert out.dtype == np.float32 and out.shape == (150,)
     np.testing.assert_allclose(out, np.cos(2 * np.pi * 4 * np.arange(150) / 150), atol=1e-5)
     assert authors_resample(np.zeros(101), 3, 2).shape == (67,)  # 101 x 2 / 3 = 67.3: truncated, not rounded
+    # float32 samples (an array given to Animator) are resampled in double precision: within one float32 step
+    # (1.2e-7 at 1.0) of the exact tone, where an FFT in float32 would be 2e-7 off
+    out = authors_resample(tone.astype(np.float32), 1000, 1500)
+    np.testing.assert_allclose(out, np.cos(2 * np.pi * 4 * np.arange(150) / 150), rtol=0, atol=1e-7)
 
 
 def test_mean_face_must_hold_the_stable_points_inside_the_crop(tmp_path):
@@ -439,7 +456,9 @@ def test_mean_face_must_hold_the_stable_points_inside_the_crop(tmp_path):
     far = face.copy()
     far[0] = [1e6, 1e6]  # a point that is not a stable one may lie anywhere
     _mean_face({"mean_face": far}, cfg, tmp_path)
-    for bad in (face[:45], face[:, :1], np.zeros((68, 2, 1)), np.where(np.arange(68)[:, None] == 3, np.nan, face)):
+    gap = face.tolist()
+    gap[3] = [None, None]  # a point missing from a list of lists: NaN, refused like one
+    for bad in (face[:45], face[:, :1], np.zeros((68, 2, 1)), np.where(np.arange(68)[:, None] == 3, np.nan, face), gap):
         with pytest.raises(SdaError, match=rf"'mean_face' must be 68 finite \(x, y\) points, got shape "):
             _mean_face({"mean_face": bad}, cfg, tmp_path)
     _mean_face({"mean_face": face[:46]}, cfg, tmp_path)  # point 45 is the last one read
@@ -476,6 +495,8 @@ def test_a_file_with_more_or_other_tensors_than_the_authors_networks_is_refused(
     with pytest.raises(SdaError, match=r"^g\.dat: unexpected tensor generator\.dcl\.9\.weight \(not a layer of the "
                                        r"authors' released networks\)$"):
         convert(d, "g.dat")
+    with pytest.raises(SdaError, match=r"^checkpoint: unexpected tensor generator\.dcl\.9\.weight"):
+        convert(d)  # no file named: "checkpoint"
     d = torch.load(fake_dat(tmp_path / "g.dat"), weights_only=False)
     d["encoder_id"]["cl.0.0.weight"] = np.zeros((64, 3, 4, 4))
     with pytest.raises(SdaError, match=r"^g\.dat: encoder_id\.cl\.0\.0\.weight is a ndarray, not a tensor$"):
@@ -485,8 +506,9 @@ def test_a_file_with_more_or_other_tensors_than_the_authors_networks_is_refused(
         convert(d, "g.dat")
     d = torch.load(fake_dat(tmp_path / "g.dat"), weights_only=False)
     del d["generator"]["dcl.0.1.num_batches_tracked"]  # older files lack the counters: zero
-    _, state = convert(d, "g.dat")
+    cfg, state = convert(d, "g.dat")
     assert state["frame_decoder.project.1.num_batches_tracked"].item() == 0
+    Generator(cfg).load_state_dict(state)  # strict: every later layer is still converted
     assert state["identity_encoder.layers.0.1.num_batches_tracked"].item() == 7
     d["generator"]["dcl.0.1.running_mean"] = torch.full_like(d["generator"]["dcl.0.1.running_mean"], float("inf"))
     with pytest.raises(CheckpointError, match=r"^g\.dat: the authors' weight generator\.dcl\.0\.1\.running_mean holds NaN"):
@@ -519,3 +541,93 @@ def test_a_files_audio_is_read_as_the_authors_read_it(tmp_path):
     (tmp_path / "text.wav").write_text("not audio")
     with pytest.raises(MediaError, match=r"text\.wav"):
         authors_file_audio(tmp_path / "text.wav", 16000)
+
+
+def test_a_named_channel_layout_is_read_as_ffmpegs_own_mono_mix(tmp_path):
+    """A layout ffmpeg names without a channel count (here quad) is mixed to mono by ffmpeg itself (the
+    module doc), on the authors' int16 scale: not first to stereo and then averaged."""
+    import subprocess
+
+    import imageio_ffmpeg
+    from scipy.io import wavfile
+
+    from speechanim.sda import authors_file_audio
+
+    four = np.zeros((1600, 4), np.int16)
+    four[:, 0], four[:, 3] = [1000, -2000, 32767, 0] * 400, [3000, 0, -32768, 500] * 400  # front left, back right
+    wavfile.write(tmp_path / "four.wav", 16000, four)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-i", str(tmp_path / "four.wav"),
+                    "-af", "channelmap=map=0|1|2|3:channel_layout=quad", str(tmp_path / "quad.wav")], check=True)
+    mono = read_audio(tmp_path / "quad.wav", 16000)  # ffmpeg's mono mix, / 32768
+    np.testing.assert_allclose(authors_file_audio(tmp_path / "quad.wav", 16000), mono * 32768 / 32767, atol=1e-6)
+
+
+def test_the_generator_and_the_key_map_must_name_the_same_layers(tmp_path, monkeypatch):
+    """A layer added to :class:`Generator` without its authors' name in the key map is a bug here, named by its keys."""
+    import speechanim.sda as sda
+
+    class GrownGenerator(Generator):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.extra = torch.nn.Linear(2, 2)
+
+    d = torch.load(fake_dat(tmp_path / "g.dat"), weights_only=False)
+    monkeypatch.setattr(sda, "Generator", GrownGenerator)
+    with pytest.raises(AssertionError, match=r"^key map out of date: \['extra\.bias', 'extra\.weight'\]$"):
+        sda.convert(d, "g.dat")
+
+
+def test_a_mean_face_outside_the_crop_is_refused_naming_the_file(tmp_path):
+    src = fake_dat(tmp_path / "grid.dat")
+    d = torch.load(src, weights_only=False)
+    d["mean_face"] = d["mean_face"] + 1000.0  # every point far right of and below the 64 x 48 crop
+    torch.save(d, src)
+    with pytest.raises(SdaError, match=rf"^{re.escape(str(src))}: 'mean_face' is not in the pixel coordinates of a "
+                                       rf"64x48 crop$"):
+        convert_file(src, tmp_path / "grid.pt")
+
+
+def test_a_file_holding_other_python_objects_converts_only_when_trusted(tmp_path, capsys):
+    import datetime
+
+    from speechanim.sda import main as sda_main
+
+    d = torch.load(fake_dat(tmp_path / "grid.dat"), weights_only=False)
+    d["saved"] = datetime.date(2019, 6, 1)  # harmless, but not a tensor, plain value or numpy array
+    torch.save(d, tmp_path / "grid.dat")
+    with pytest.raises(CheckpointError, match="could run code"):
+        convert_file(tmp_path / "grid.dat", tmp_path / "grid.pt")
+    assert convert_file(tmp_path / "grid.dat", tmp_path / "grid.pt", trust=True) == tmp_path / "grid.pt"
+    assert sda_main([str(tmp_path / "grid.dat"), "-o", str(tmp_path / "cli.pt"), "--trust-checkpoint"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'cli.pt'}\n"
+
+
+def test_python_m_speechanim_sda_command_line(tmp_path, capsys):
+    """``python -m speechanim.sda`` (the DAG's pretrained rule runs it): its help, and a bad command line refused as
+    argparse refuses one (exit 2, the usage, the problem) before anything is read."""
+    from speechanim.sda import main as sda_main
+
+    with pytest.raises(SystemExit) as e:
+        sda_main(["--help"])
+    assert e.value.code == 0
+    assert " ".join(capsys.readouterr().out.split()) == (
+        "usage: speechanim import-sda [-h] -o OUT [--trust-checkpoint] model "
+        "Import the authors' released checkpoints (``grid.dat``, ``timit.dat``, ``crema.dat``). "
+        "positional arguments: model the authors' checkpoint (grid.dat, timit.dat, crema.dat) "
+        "options: -h, --help show this help message and exit -o OUT, --out OUT the checkpoint to write (.pt) "
+        "--trust-checkpoint unpickle a file that holds more than tensors, plain values and numpy arrays (it could "
+        "run code)")
+    src = tmp_path / "grid.dat"
+    src.write_bytes(b"their file")
+    with pytest.raises(SystemExit) as e:
+        sda_main([str(src)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.endswith("speechanim import-sda: error: the following arguments are required: "
+                                            "-o/--out\n")
+    with pytest.raises(SystemExit) as e:
+        sda_main([str(src), "-o", str(src)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"speechanim import-sda: error: -o {src} is the same file as the .dat file {src}: writing it would destroy or "
+        "change the input; nothing was written, name an output elsewhere")
+    assert src.read_bytes() == b"their file"
