@@ -265,7 +265,8 @@ def test_blink_statistics_of_a_known_clip():
 
 
 def _four_dips() -> np.ndarray:
-    """50 frames of EAR 0.3 (the median) with dips to 0.1 (10-14), 0.065 (20-24), 0.05 (30-34) and a one-frame 0.05 (40)."""
+    """50 frames of EAR 0.3 (the median) with dips to 0.1 (frames 10-14), 0.065 (20-24), 0.05 (30-34)
+    and a one-frame 0.05 (40)."""
     ear = np.full(50, 0.3)
     ear[10:15], ear[20:25], ear[30:35], ear[40] = 0.1, 0.065, 0.05, 0.05
     return ear
@@ -341,7 +342,8 @@ def test_a_float32_ear_is_compared_with_the_threshold_in_double_precision():
 
 
 def _edge_frames() -> np.ndarray:
-    """5 frames of 10 x 12 pixels, grey everywhere 0 but the corner pixels (0, 0) and (9, 11): 4 v_t, v = 0, 10, 20, 10, 0."""
+    """5 frames of 10 x 12 pixels, grey 0 everywhere but at the corner pixels (0, 0) and (9, 11):
+    4 v_t, v = 0, 10, 20, 10, 0."""
     frames = np.zeros((5, 10, 12, 3), np.uint8)
     for t, level in enumerate([0, 10, 20, 10, 0]):
         frames[t, 0, 0] = frames[t, 9, 11] = 4 * level
