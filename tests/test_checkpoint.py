@@ -3,10 +3,13 @@ leaves, and each bound a file's settings are checked against, on both sides of i
 the module doc; tests/test_hostile_models.py drives the same checks through the commands)."""
 from __future__ import annotations
 
+import os
+import re
 import types
 import zipfile
 from collections import namedtuple
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,10 +55,11 @@ def test_a_failed_write_keeps_the_old_file_and_names_the_file_and_the_free_space
         raise error
 
     monkeypatch.setattr(torch, "save", fail)
-    monkeypatch.setattr(ck.shutil, "disk_usage", lambda folder: types.SimpleNamespace(free=3_400_000))
+    free = {tmp_path: 3_500_000}  # the disk holding the file's folder (3.5 MB, rounded half to even: 4)
+    monkeypatch.setattr(ck.shutil, "disk_usage", lambda folder: types.SimpleNamespace(free=free[Path(folder)]))
     with pytest.raises(CheckpointError) as e:
         save_checkpoint(old, {"epoch": 2})
-    assert str(e.value) == (f"{old}: cannot write the checkpoint ({type(error).__name__}: {error}; 3 MB free on its "
+    assert str(e.value) == (f"{old}: cannot write the checkpoint ({type(error).__name__}: {error}; 4 MB free on its "
                             "disk); the previous file, if any, is kept")
     assert e.value.__cause__ is None and e.value.__suppress_context__
     assert old.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
@@ -310,3 +314,144 @@ def test_load_generator_builds_the_recorded_network_in_eval_mode_channels_last(t
     refused("missing.pt", r"missing\.pt: its generator weights do not fit the network its model_config describes "
                           r"\(.*Missing key", generator=other)
     refused("cfg.pt", r"cfg\.pt: has no model_config$", model_config=None)
+
+
+class _Shell:
+    def __reduce__(self):
+        return (os.system, ("true",))  # never run: the tests below only load it untrusted
+
+
+def test_a_refusal_names_what_torch_stopped_at_or_points_to_its_documentation(tmp_path):
+    torch.save({"run": _Shell()}, tmp_path / "shell.pt")
+    # os.system pickles as posix.system, a module torch blocks outright (its line: "unsupported GLOBAL ... blocked")
+    with pytest.raises(CheckpointError, match=rf"shell\.pt: refused: the file holds Python objects other than weights "
+                                              rf"and plain values \(Trying to load unsupported GLOBAL "
+                                              rf"{os.system.__module__}\.system whose module {os.system.__module__} "
+                                              r"is blocked\.\); unpickling it could run code"):
+        load_checkpoint(tmp_path / "shell.pt")
+    # a pickle that appends to a dict (EMPTY_DICT, BININT1 1, APPEND): no global at all, and torch's message names none
+    (tmp_path / "append.pt").write_bytes(b"\x80\x02}K\x01a.")
+    with pytest.raises(CheckpointError, match=r"append\.pt: refused: the file holds Python objects other than weights "
+                                              r"and plain values \(see torch\.load\); unpickling it could run code"):
+        load_checkpoint(tmp_path / "append.pt")
+
+
+def test_code_is_refused_even_where_the_environment_turns_torchs_own_check_off(tmp_path, monkeypatch):
+    torch.save({"run": _Code()}, tmp_path / "code.pt")
+    # this variable makes torch.load unpickle fully wherever its caller leaves weights_only unset
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(CheckpointError, match=r"code\.pt: refused: .*unpickling it could run code"):
+        load_checkpoint(tmp_path / "code.pt")
+
+
+def _saved_on_a_gpu(path, payload, monkeypatch):
+    """save_checkpoint as on a CUDA machine: each storage is recorded at cuda:0 (torch.serialization.location_tag
+    names the device torch.load puts a storage back on unless map_location says otherwise)."""
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        save_checkpoint(path, payload)
+    if not torch.cuda.is_available():  # the file does record cuda: torch.load alone cannot read it here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+
+
+def test_a_checkpoint_written_on_a_gpu_is_read_onto_the_cpu(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    state = Generator(tiny()).state_dict()
+    path = tmp_path / "gpu.pt"
+    _saved_on_a_gpu(path, {"model_config": model_config_dict(tiny()), "generator": state, "fps": 25}, monkeypatch)
+    for trust in (False, True):
+        weights = load_checkpoint(path, trust=trust)["generator"]
+        assert {v.device.type for v in weights.values()} == {"cpu"}, trust
+        assert all(torch.equal(weights[k], state[k]) for k in state), trust
+    loaded, _ = load_generator(path)
+    assert {p.device.type for p in loaded.parameters()} == {"cpu"}
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+
+
+def test_load_generator_refuses_code_unless_the_file_is_trusted(tmp_path):
+    payload = {"model_config": model_config_dict(tiny()), "generator": Generator(tiny()).state_dict(), "run": _Code()}
+    path = save_checkpoint(tmp_path / "code.pt", payload)
+    with pytest.raises(CheckpointError, match=r"code\.pt: refused: .*\(API: trust=True\)$"):
+        load_generator(path)
+    loaded, back = load_generator(path, trust=True)
+    assert back["run"] is None and not loaded.training  # print("ran code") returns None
+
+
+def test_weights_that_do_not_fit_are_described_by_torchs_first_two_problems_cut_to_300_characters(tmp_path):
+    state = Generator(tiny()).state_dict()
+    first, resized = list(state)[0], next(k for k, v in state.items() if v.dim() == 4 and k != list(state)[0])
+    # three problems: torch lists the missing key, then the unexpected one, then the size mismatch
+    bad = {("renamed" if k == first else k): (torch.zeros(1) if k == resized else v) for k, v in state.items()}
+    save_checkpoint(tmp_path / "three.pt", {"model_config": model_config_dict(tiny()), "generator": bad})
+    with pytest.raises(CheckpointError, match=rf'three\.pt: its generator weights do not fit the network its '
+                                              rf'model_config describes \(Missing key\(s\) in state_dict: '
+                                              rf'"{re.escape(first)}"\.; Unexpected key\(s\) in state_dict: '
+                                              r'"renamed"\.\)$'):
+        load_generator(tmp_path / "three.pt")
+    # every key renamed: the list of missing keys runs to thousands of characters, 300 are shown
+    save_checkpoint(tmp_path / "all.pt", {"model_config": model_config_dict(tiny()),
+                                          "generator": {f"x.{k}": v for k, v in state.items()}})
+    with pytest.raises(CheckpointError) as e:
+        load_generator(tmp_path / "all.pt")
+    detail = str(e.value).split("describes (", 1)[1]
+    assert detail.endswith(")") and len(detail) == 300 + 1 and detail.startswith('Missing key(s) in state_dict: "')
+
+
+def test_a_damaged_zip_directory_is_named_as_such(tmp_path):
+    data = bytearray(save_checkpoint(tmp_path / "good.pt", {"epoch": 1}).read_bytes())
+    last = data.rfind(b"PK\x01\x02")  # the signature of the last central directory record
+    data[last:last + 4] = b"PK\x00\x00"
+    (tmp_path / "damaged.pt").write_bytes(bytes(data))
+    assert zipfile.is_zipfile(tmp_path / "damaged.pt")  # its end record is intact: it still looks like a zip
+    with pytest.raises(CheckpointError, match=r"^.*damaged\.pt: not a readable checkpoint \(a damaged zip archive: "
+                                              r"Bad magic number for central directory\)$"):
+        load_checkpoint(tmp_path / "damaged.pt")
+
+
+def _zip_declaring(path, declared: int, size: int, stored: int = 0) -> None:
+    """A zip of ``size`` bytes whose records declare ``declared``: ``stored`` random bytes kept as they are, the rest
+    zeros deflated, the file padded to ``size`` by the archive's comment."""
+    def write(comment: bytes) -> None:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("archive/random", np.random.default_rng(0).bytes(stored), compress_type=zipfile.ZIP_STORED)
+            z.writestr("archive/data.pkl", bytes(declared - stored))
+            z.comment = comment
+
+    write(b"")
+    write(b"x" * (size - path.stat().st_size))
+    assert path.stat().st_size == size
+
+
+def test_a_zip_may_declare_up_to_its_size_plus_the_slack_and_the_refusal_rounds_to_mb(tmp_path):
+    at = tmp_path / "at.pt"
+    _zip_declaring(at, ck.ARCHIVE_SLACK + 4000, 4000)  # exactly at the bound: torch.load is tried (and fails)
+    with pytest.raises(CheckpointError, match=r"at\.pt: not a readable checkpoint \("):
+        load_checkpoint(at)
+    over = tmp_path / "over.pt"
+    _zip_declaring(over, ck.ARCHIVE_SLACK + 4000, 3999)  # one byte over it
+    with pytest.raises(CheckpointError, match=r"over\.pt: refused: its records declare 1 MB in a 0\.0 MB file"):
+        load_checkpoint(over)
+    # 3,500,000 bytes declared in 1,250,001: 3.5 MB and 1.250001 MB, shown as 4 (half to even) and 1.3
+    big = tmp_path / "big.pt"
+    _zip_declaring(big, 3_500_000, 1_250_001, stored=1_200_000)
+    with pytest.raises(CheckpointError, match=r"big\.pt: refused: its records declare 4 MB in a 1\.3 MB file "):
+        load_checkpoint(big)
+
+
+def test_the_refusal_of_a_big_generator_states_its_size_in_millions_and_gigabytes(monkeypatch):
+    # 187.5 M parameters of 4 bytes (0.75 GB) above a limit of 113.5 M: 188, 0.8 and 114 (halves go to the even digit)
+    monkeypatch.setattr(ck, "generator_parameters", lambda cfg: 187_500_000)
+    monkeypatch.setattr(ck, "MAX_PARAMETERS", 113_500_000)
+    with pytest.raises(CheckpointError, match=r"^g\.pt: its model_config: a generator of 188 M parameters \(0\.8 GB\) "
+                                              r"is above the limit of 114 M \(speechanim\.checkpoint\.MAX_PARAMETERS"):
+        check_model_config(tiny(), "g.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_load_generator_puts_the_weights_and_the_generator_on_the_given_device(tmp_path):
+    path = save_checkpoint(tmp_path / "g.pt", {"model_config": model_config_dict(tiny()),
+                                               "generator": Generator(tiny()).state_dict()})
+    loaded, back = load_generator(path, map_location="cuda")
+    assert {v.device.type for v in back["generator"].values()} == {"cuda"}
+    assert {p.device.type for p in loaded.parameters()} == {"cuda"}

@@ -262,3 +262,118 @@ def test_blink_statistics_of_a_known_clip():
     flat[0, EYE_INDICES[0][3]] = flat[0, EYE_INDICES[0][0]]  # the left eye's corners coincide: no EAR for it
     assert np.isnan(eye_aspect_ratio(flat, per_eye=True)[0, 0]) and eye_aspect_ratio(flat, per_eye=True)[0, 1] == \
         pytest.approx(0.3)
+
+
+def _four_dips() -> np.ndarray:
+    """50 frames of EAR 0.3 (the median) with dips to 0.1 (frames 10-14), 0.065 (20-24), 0.05 (30-34)
+    and a one-frame 0.05 (40)."""
+    ear = np.full(50, 0.3)
+    ear[10:15], ear[20:25], ear[30:35], ear[40] = 0.1, 0.065, 0.05, 0.05
+    return ear
+
+
+def test_blinks_from_landmarks_uses_the_given_reference_ratio_and_shortest_run():
+    ear = _four_dips()
+    # by default: closed below 0.7 x median 0.3 = 0.21, runs of >= 2 frames at 25 fps
+    assert blinks_from_landmarks(_eye_landmarks(ear), 25.0).blinks == ((10, 15), (20, 25), (30, 35))
+    # open_ear 0.1 and ratio 0.6: closed below 0.06 (not the median's 0.18, nor 0.7 x 0.1 = 0.07: 0.065 is open);
+    # min_frames 1 keeps the one-frame dip
+    given = blinks_from_landmarks(_eye_landmarks(ear), 25.0, open_ear=0.1, ratio=0.6, min_frames=1)
+    assert given.blinks == ((30, 35), (40, 41))
+    assert given.threshold == pytest.approx(0.06) and given.mean_duration == pytest.approx((5 + 1) / 2 / 25)
+
+
+def test_blinks_from_frames_tracks_the_face_and_passes_its_settings_on(monkeypatch):
+    """The landmarks come from the face tracker (detect_landmarks with video=True, replaced here by one that returns
+    known landmarks); ratio, open_ear and min_frames reach the blink detection as in the test above."""
+    import speechanim.align
+
+    frames = np.zeros((50, 8, 8, 3), np.uint8)
+    calls = []
+
+    def tracker(clip, *, video=True, min_confidence=0.5):
+        calls.append((clip, video))
+        return _eye_landmarks(_four_dips()), np.ones(len(clip), bool)
+
+    monkeypatch.setattr(speechanim.align, "detect_landmarks", tracker)
+    assert blinks_from_frames(frames, 25.0).blinks == ((10, 15), (20, 25), (30, 35))
+    given = blinks_from_frames(frames, 25.0, open_ear=0.1, ratio=0.6, min_frames=1)
+    assert given.blinks == ((30, 35), (40, 41)) and given.open_ear == 0.1
+    assert len(calls) == 2 and all(clip is frames and video is True for clip, video in calls)
+
+
+def test_a_frame_rate_below_one_is_a_frame_rate():
+    ear = np.array([0.3, 0.05, 0.3, 0.3])  # one frame every 2 s; the shortest blink is 1 frame (ceil(0.06 x 0.5))
+    stats = blinks_from_landmarks(_eye_landmarks(ear), 0.5)
+    assert (stats.count, stats.duration, stats.rate, stats.mean_duration) == (1, 8.0, 1 / 8, 2.0)
+
+
+def test_a_clip_without_blinks_has_nan_duration_without_a_numpy_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would be one
+        stats = blinks_from_landmarks(_eye_landmarks(np.full(10, 0.3)), FPS)
+    assert stats.count == 0 and np.isnan(stats.mean_duration)
+
+
+def test_eye_aspect_ratio_of_integer_scaled_and_degenerate_landmarks():
+    ears = np.array([0.3, 0.2, 0.1])  # lids +-3, +-2, +-1 px: every point on whole pixels
+    lm = _eye_landmarks(ears)
+    # unsigned pixel coordinates: the lid differences (45 - 55) must not wrap around to 65526
+    np.testing.assert_allclose(eye_aspect_ratio(np.rint(lm).astype(np.uint16)), ears, rtol=1e-12)
+    # scale-free: mediapipe's normalised coordinates (corners 0.2 apart here) give the same EAR as pixels
+    np.testing.assert_allclose(eye_aspect_ratio(lm / 100), ears, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^landmarks must be \(T, 478, 2\) face-mesh points, got shape \(3, 478, 3\)$"):
+        eye_aspect_ratio(np.concatenate([lm, np.zeros((3, N_LANDMARKS, 1))], axis=2))  # 3-D points
+    # eye corners that coincide (a collapsed mesh) give NaN quietly, whatever numpy's error setting:
+    # x / 0 with the lids apart (frame 0), 0 / 0 with every point at one place (frame 1)
+    lm[0, EYE_INDICES[0][3]] = lm[0, EYE_INDICES[0][0]]
+    lm[1] = 0.0
+    with np.errstate(all="raise"):
+        per_eye = eye_aspect_ratio(lm, per_eye=True)
+    assert np.isnan(per_eye[0, 0]) and per_eye[0, 1] == pytest.approx(0.3) and np.isnan(per_eye[1]).all()
+
+
+def test_a_float32_ear_is_compared_with_the_threshold_in_double_precision():
+    # float32(0.7) = 0.69999999 is below the threshold 0.7 x 1.0 (compared in float32 it would equal it)
+    ear = np.array([1.0, 1.0, 0.7, 0.7, 1.0], np.float32)
+    assert find_blinks(ear, open_ear=1.0) == find_blinks(ear.astype(np.float64), open_ear=1.0) == [(2, 4)]
+
+
+def _edge_frames() -> np.ndarray:
+    """5 frames of 10 x 12 pixels, grey 0 everywhere but at the corner pixels (0, 0) and (9, 11):
+    4 v_t, v = 0, 10, 20, 10, 0."""
+    frames = np.zeros((5, 10, 12, 3), np.uint8)
+    for t, level in enumerate([0, 10, 20, 10, 0]):
+        frames[t, 0, 0] = frames[t, 9, 11] = 4 * level
+    return frames
+
+
+def _points_at(x: float, y: float) -> np.ndarray:
+    lm = np.full((5, N_LANDMARKS, 2), np.nan)
+    for eye in EYE_INDICES:
+        lm[:, list(eye)] = [x, y]
+    return lm
+
+
+def test_eye_boxes_at_the_frames_edges_are_clipped_to_it():
+    frames = _edge_frames()
+    # points at the top-left pixel: the box is rows 0-1, columns 0-1, mean v_t; frames 1-4: std sqrt(50)
+    assert eye_motion(frames, _points_at(0.0, 0.0)) == pytest.approx(np.sqrt(50))
+    # at the bottom-right pixel (11, 9): rows 8-9, columns 10-11
+    assert eye_motion(frames, _points_at(11.0, 9.0)) == pytest.approx(np.sqrt(50))
+    # 1.5 px beyond the bottom-right corner: floor - 1 = the last column and row, one pixel, grey 4 v_t
+    assert eye_motion(frames, _points_at(12.5, 10.5)) == pytest.approx(4 * np.sqrt(50))
+    # 2.5 px beyond the right edge (or the bottom), on a row (column) inside: no pixel of the box is in the frame
+    with pytest.raises(ValueError, match=r"^an eye's box \(12, 4\)-\(11, 6\) lies outside the 12 x 10 frame$"):
+        eye_motion(frames, _points_at(13.5, 5.0))
+    with pytest.raises(ValueError, match=r"^an eye's box \(4, 10\)-\(6, 9\) lies outside the 12 x 10 frame$"):
+        eye_motion(frames, _points_at(5.0, 11.5))
+
+
+def test_eye_motion_refuses_frames_that_are_not_rgb_and_eyes_never_found():
+    with pytest.raises(ValueError, match=r"^frames must be uint8 RGB \(T, H, W, 3\), got uint8 \(5, 10, 12, 4\)$"):
+        eye_motion(np.zeros((5, 10, 12, 4), np.uint8), _points_at(5.0, 5.0))  # RGBA
+    with pytest.raises(ValueError, match=r"^the landmarks of an eye are NaN in every frame$"):
+        eye_motion(_edge_frames(), _points_at(np.nan, np.nan))
