@@ -33,6 +33,35 @@ def test_model_files_ship_with_the_package():
     assert all(p.stat().st_size > 1_000_000 for p in paths.values())
 
 
+def test_missing_model_package_or_file_says_what_to_install(monkeypatch, tmp_path):
+    """Without face-recognition-models (no spec, or a spec that is not a package) or with one of its two
+    files gone, model_paths says which package to install or which file is missing."""
+    import importlib.machinery
+    import importlib.util
+
+    real = importlib.util.find_spec
+    spec = {"face_recognition_models": None}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec[name] if name in spec else real(name, *a))
+    need = r"^ACD needs the package face-recognition-models==0\.3\.0 \(dlib's face models\): pip install it$"
+    with pytest.raises(RuntimeError, match=need):
+        model_paths()
+    spec["face_recognition_models"] = importlib.machinery.ModuleSpec("face_recognition_models", None)  # a module
+    with pytest.raises(RuntimeError, match=need):
+        model_paths()
+    package = importlib.machinery.ModuleSpec("face_recognition_models", None, is_package=True)
+    package.submodule_search_locations.append(str(tmp_path))
+    spec["face_recognition_models"] = package
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "shape_predictor_5_face_landmarks.dat").write_bytes(b"x")
+    gone = tmp_path / "models" / "dlib_face_recognition_resnet_model_v1.dat"
+    with pytest.raises(RuntimeError) as err:
+        model_paths()
+    assert str(err.value) == f"{gone}: dlib model file missing; reinstall face-recognition-models==0.3.0"
+    gone.write_bytes(b"x")
+    assert model_paths() == {"shape_predictor": tmp_path / "models" / "shape_predictor_5_face_landmarks.dat",
+                             "recognition": gone}
+
+
 def test_detector_finds_the_face_in_small_aligned_crops(aligned):
     boxes = {face_box(clip[i]) for clip in aligned.values() for i in (0, 20, 39)}
     assert None not in boxes
@@ -196,6 +225,8 @@ def test_embed_checks_the_box_and_names_the_frames_without_a_face(fake_dlib):
         embed(frames, box="detect")
     with pytest.raises(ValueError, match=r"in 10 of 10 frames: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9$"):
         embed(frames[:10], box="detect")
+    with pytest.raises(ValueError, match=r"in 11 of 11 frames: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 \.\.\.$"):
+        embed(frames[:11], box="detect")  # more than 10: the first 10 and " ..."
     with pytest.raises(ValueError, match=r"^frames must be uint8 RGB \(T, H, W, 3\) or one image \(H, W, 3\), got "
                                          r"uint8 \(1, 12, 64, 48\)$"):
         embed(frames[..., 0])  # 3-D is one image: (H, W, 3) is what it must be
@@ -203,6 +234,9 @@ def test_embed_checks_the_box_and_names_the_frames_without_a_face(fake_dlib):
         embed(frames[:0])
     with pytest.raises(ValueError, match=r"^still must be one image \(H, W, 3\), got 2 frames$"):
         acd(frames[:2], frames)
+    with pytest.raises(ValueError, match=r"^still must be uint8 RGB \(T, H, W, 3\) or one image \(H, W, 3\), got "
+                                         r"float32 \(1, 64, 48, 3\)$"):
+        acd(frames[0].astype(np.float32), frames)  # the message names the argument that is wrong
     with pytest.raises(ValueError, match=r"^image must be uint8 RGB"):
         face_box(frames[0, ..., 0])
     with pytest.raises(ValueError, match=r"^frames \(64, 48\) and still \(32, 48\) differ in size: pass box='detect' "

@@ -122,10 +122,84 @@ def test_marziliano_width_spans_the_monotone_ramp():
     assert np.count_nonzero(widths) == 1
     falling = image[:, ::-1].copy()  # angle 180: the same ramp read right to left
     assert edge_widths(edges[:, ::-1].copy(), falling)[2, 7] == 6
+    # a uint8 image is measured as its float copy (its falling steps are negative, not wrapped round to 246)
+    assert edge_widths(edges[:, ::-1].copy(), falling.astype(np.uint8))[2, 7] == 6
     # an edge pixel on the image border gets no width
     border = np.zeros(image.shape, bool)
     border[0, 4] = True
     assert not edge_widths(border, image).any()
+
+
+def test_edge_widths_match_the_package_on_small_images_and_integer_edge_maps():
+    """The package's ``marziliano_method`` on random images with a 0/1 integer edge map (not bool), on
+    images only 3 pixels high or wide (one interior row or column, still measured), and at a pixel whose
+    ``np.gradient`` is exactly (pi/2, 0): the package's special case sets its angle to 90 degrees, so that
+    edge pixel gets no width although its x-gradient is 0."""
+    _reference_cpbd()  # lets the package import
+    from cpbd.compute import marziliano_method
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (9, 12)).astype(np.float64)
+    edges = (rng.random((9, 12)) < 0.5).astype(np.uint8)
+    image[4, 3] = image[4, 5] = 7.0  # grad_x = 0 at (4, 4)
+    image[3, 4], image[5, 4] = 0.0, np.pi  # grad_y = (pi - 0) / 2 at (4, 4)
+    edges[4, 4] = 1
+    widths = edge_widths(edges, image)
+    np.testing.assert_array_equal(widths, marziliano_method(edges, image))
+    assert widths[4, 4] == 0 and np.count_nonzero(widths) >= 5
+    for shape in ((3, 10), (10, 3)):
+        image = np.add.outer(np.arange(shape[0]) * 0.5, np.arange(shape[1]) * 30.0)  # rising to the right
+        image += rng.random(shape)
+        ones = np.ones(shape, np.int64)
+        widths = edge_widths(ones, image)
+        np.testing.assert_array_equal(widths, marziliano_method(ones, image))
+        assert np.count_nonzero(widths) == (shape[1] - 2 if shape[0] == 3 else shape[0] - 2), shape
+
+
+def test_sobel_edges_of_a_faint_dot_and_the_cut_off_tie():
+    """A dot of height d in a 12 x 16 image: the normalised Sobel gives d/4 left and right of it and
+    d/8 at the four diagonal pixels, so the squared strengths are d^2/16 (x2) and d^2/64 (x4), their
+    mean 12 d^2 / (64 * 192) and the cut-off 2 sqrt(mean) = d/16.  At d = 2 the two side pixels
+    (1/4 > 1/8) are edges and the diagonals (1/16) are not; at d = 1 the side pixels sit exactly on the
+    cut-off (1/16) and, as in the package (``strength <= cut-off`` is dropped), are no edge."""
+    from speechanim.metrics.cpbd import _sobel_vertical_edges
+
+    _reference_cpbd()
+    from cpbd.octave import sobel
+
+    for d, want in ((2.0, [[5, 6], [5, 8]]), (1.0, [])):
+        image = np.zeros((12, 16))
+        image[5, 7] = d
+        assert np.argwhere(_sobel_vertical_edges(image)).tolist() == want, d
+        np.testing.assert_array_equal(_sobel_vertical_edges(image), sobel(image))
+
+
+def _ramps(low: float, steps: list[float]) -> np.ndarray:
+    """A 64 x 64 block of vertical ramps: from ``low`` up by ``steps`` (columns 6-10 and 38-42), flat, and
+    down again (22-26, 54-58).  The middle of each 4-step ramp is its only thinned Sobel edge and is 4
+    pixels wide, so every edge is sharp (P = 1 - exp(-(4/5)^3.6) = 36 % <= 63 %) when the block's
+    just-noticeable width is 5 and blurred (P = 1 - exp(-(4/3)^3.6) = 94 %) when it is 3."""
+    row = np.full(64, float(low))
+    values = low + np.concatenate([[0.0], np.cumsum(steps)])
+    for start in (6, 38):
+        row[start:start + 5] = values
+        row[start + 5:start + 16] = values[-1]
+        row[start + 16:start + 21] = values[::-1]
+    return np.tile(row, (64, 1))
+
+
+def test_the_just_noticeable_width_follows_each_blocks_integer_contrast():
+    """w_JNB is 5 where a block's ``int(max - min)`` is at most 50, else 3: contrast 50 and a float
+    contrast of 50.5 (int 50) score 1, 60 scores 0; each block's contrast is its own max - min, so a
+    block of 100-140 over a block of 0-40 scores 1 (not 140 against the whole image's minimum)."""
+    compute = _reference_cpbd()
+    images = {1.0: [_ramps(100, [6, 19, 19, 6]).astype(np.uint8), _ramps(100, [6, 19, 19, 6.5]),
+                    np.vstack([_ramps(100, [5, 15, 15, 5]), _ramps(0, [5, 15, 15, 5])])],
+              0.0: [_ramps(100, [7, 23, 23, 7]).astype(np.uint8)]}
+    for want, group in images.items():
+        for image in group:
+            assert cpbd(image) == want, (image.dtype, image.max() - image.min())
+            assert compute(image) == want
 
 
 def test_no_widths_when_every_gradient_angle_is_zero():
@@ -179,6 +253,8 @@ def test_frames_smaller_than_a_block_are_scored_in_one_filled_out_block_when_ask
     np.testing.assert_array_equal(padded[:, :, 48:], np.repeat(small[:, :, 47:48], 16, axis=2))
     assert pad_to_block(rgb[None]).shape == (1, 128, 96, 3)  # big enough: as it is
     assert pad_to_block(np.zeros((1, 20, 30), np.uint8)).shape == (1, 64, 64)
+    assert pad_to_block(np.zeros((1, 20, 100), np.uint8)).shape == (1, 64, 100)  # only the short side grows
+    assert pad_to_block(np.zeros((1, 100, 20, 3), np.uint8)).shape == (1, 100, 64, 3)
     assert cpbd_video(small, fit_blocks=True) == cpbd_video(padded)
     assert cpbd_video(rgb[None], fit_blocks=True) == cpbd_video(rgb[None])  # a whole block: unchanged
     with pytest.raises(ValueError, match="at least 64x64"):
@@ -227,3 +303,7 @@ def test_luma_of_pure_colours_and_rounding():
     rgb = np.array([[[255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [0, 0, 0], [1, 1, 1]]], np.uint8)
     assert to_gray(rgb).tolist() == [[255, 76, 150, 29, 0, 1]]
     assert to_gray(rgb).dtype == np.uint8
+    # 0.587 * 62 + 0.114 * 229 = 62.5 exactly, but the integer weights give 38470 * 62 + 7471 * 229 = 4095999,
+    # one below 62.5 x 65536: + 32768 stays one short of 63 x 65536, so 62, as Pillow
+    tie = np.array([[[0, 62, 229]]], np.uint8)
+    assert to_gray(tie).tolist() == [[62]] == np.asarray(Image.fromarray(tie).convert("L")).tolist()

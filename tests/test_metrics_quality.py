@@ -1,6 +1,8 @@
 """PSNR and SSIM (paper section 4.2) on inputs with known answers."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
@@ -52,7 +54,9 @@ def test_psnr_of_a_constant_error_is_known():
 
 def test_identical_frames_give_infinite_psnr_and_unit_ssim():
     ref = _video(2)
-    assert np.isinf(psnr_frames(ref, ref)).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # MSE 0: the inf comes without numpy's "divide by zero" warning
+        assert np.isinf(psnr_frames(ref, ref)).all()
     np.testing.assert_allclose(ssim_frames(ref, ref), 1.0)
 
 
@@ -100,7 +104,7 @@ def test_bad_inputs_are_refused():
         ssim_frames(ref.astype(np.float32), ref.astype(np.float32))
     with pytest.raises(ValueError, match="11x11"):
         ssim_frames(ref[:, :8, :8], ref[:, :8, :8])
-    with pytest.raises(ValueError, match="no videos"):
+    with pytest.raises(ValueError, match=r"^no videos to average$"):
         mean_quality([])
 
 
