@@ -125,3 +125,16 @@ def test_read_video_resamples_the_frame_rate(tmp_path):
     shown = np.round((widths - 2) / 2).astype(int)  # which source frame each output frame shows
     times = np.arange(25) / 25.0
     assert np.all(np.abs(shown / 30.0 - times) <= 1 / 30.0 + 1e-9)
+
+
+def test_channel_counts_only_from_layouts_that_state_them(tmp_path):
+    """ffmpeg names a plain 6-channel WAV "5.1" and a 3-channel one "2.1": their leading digit is not the count,
+    so a named layout gives None (read with ffmpeg's own mix), as mono / stereo / "N channels" give theirs."""
+    from scipy.io import wavfile
+
+    assert [media._channel_count(n) for n in ("mono", "stereo", "6 channels", "12 channels")] == [1, 2, 6, 12]
+    assert [media._channel_count(n) for n in ("5.1", "5.1(side)", "2.1", "7.1", "quad", "3.0(back)")] == [None] * 6
+    for channels in (1, 2, 3, 6):
+        path = tmp_path / f"{channels}.wav"
+        wavfile.write(path, 16000, np.zeros((1600, channels), np.int16).squeeze())
+        assert media.audio_layout(path) == (16000, channels if channels <= 2 else None)

@@ -82,9 +82,10 @@ _AUDIO_LAYOUT = re.compile(r"Stream #\S+.*?: Audio: .*?(\d+) Hz, (mono|stereo|\d
 
 
 def _channel_count(layout: str) -> int | None:
-    """Channels of an ffmpeg channel layout name: mono 1, stereo 2, "6 channels" 6, else None."""
-    count = re.match(r"\d+", layout)
-    return 1 if layout == "mono" else 2 if layout == "stereo" else int(count.group()) if count else None
+    """Channels of an ffmpeg channel layout name: mono 1, stereo 2, "6 channels" 6; None for a layout named
+    otherwise (5.1, 2.1, quad, ...: read with ffmpeg's own mix), whose leading digit is not its channel count."""
+    count = re.fullmatch(r"(\d+) channels", layout)
+    return 1 if layout == "mono" else 2 if layout == "stereo" else int(count.group(1)) if count else None
 
 
 def audio_layout(path: str | os.PathLike) -> tuple[int, int | None] | None:
