@@ -268,6 +268,9 @@ def test_weights_must_be_finite_and_the_first_bad_one_is_named():
         check_finite_weights(bad, "f.pt")
     with pytest.raises(CheckpointError, match=r"^f\.pt: frame_discriminator weight c holds"):
         check_finite_weights({"c": torch.tensor([float("nan")], dtype=torch.float16)}, "f.pt", "frame_discriminator")
+    with pytest.raises(CheckpointError, match=r"^f\.pt: the authors' weights hold a weight named \(0, 1\), not a "
+                                              r"string: refused$"):
+        check_finite_weights({"a": torch.ones(1), (0, 1): torch.ones(1)}, "f.pt", "the authors'")
 
 
 @pytest.mark.parametrize("fps", [1, 1.0, 25, 29.97, 240, 240.0])
@@ -314,6 +317,8 @@ def test_load_generator_builds_the_recorded_network_in_eval_mode_channels_last(t
     refused("missing.pt", r"missing\.pt: its generator weights do not fit the network its model_config describes "
                           r"\(.*Missing key", generator=other)
     refused("cfg.pt", r"cfg\.pt: has no model_config$", model_config=None)
+    refused("intkey.pt", r"^.*intkey\.pt: generator weights hold a weight named 1, not a string: refused$",
+            generator={**other, 1: next(iter(state.values()))})
 
 
 class _Shell:

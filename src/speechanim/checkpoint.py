@@ -258,8 +258,11 @@ def check_model_config(cfg: ModelConfig, path: str | os.PathLike = "checkpoint",
 
 
 def check_finite_weights(state: dict[str, Any], path: str | os.PathLike, what: str = "generator") -> None:
-    """Refuse weights holding NaN or infinity (they make NaN frames: a black video), naming the first such tensor."""
+    """Refuse weights holding NaN or infinity (they make NaN frames: a black video), naming the first such tensor,
+    and a weight named by anything but a string (torch's load_state_dict would fail on it with an AttributeError)."""
     for name, tensor in state.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"{path}: {what} weights hold a weight named {name!r}, not a string: refused")
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: {what} weight {name} holds NaN or infinite values: refused "
                                   "(it would make NaN frames)")
