@@ -329,6 +329,21 @@ def test_interval_is_the_central_coverage_of_the_resamples():
     assert interval(samples, 0.9) == pytest.approx((5.0, 95.0))
 
 
+def test_an_interval_reaching_infinite_resamples_ends_at_infinity_not_nan():
+    """Ratios over resamples whose reference is 0 are infinite: a percentile between two of them is infinite (numpy
+    interpolates inf - inf to nan), one between a finite and an infinite sample is too, and the finite end stays."""
+    inf = math.inf
+    half = np.array([1.0] * 50 + [inf] * 50)  # 2.5th percentile at 1, 97.5th between two infinities
+    assert interval(half) == (1.0, inf)
+    assert interval(np.array([1.0, 2.0, inf])) == (pytest.approx(1.05), inf)  # 97.5th between 2 and inf
+    assert interval(np.array([inf] * 9 + [np.nan])) == (inf, inf)
+    assert interval(np.array([-inf] * 3 + [0.0] * 94 + [inf] * 3)) == (-inf, inf)
+    assert interval(np.array([-inf, inf]), 0.5) == pytest.approx((math.nan, math.nan), nan_ok=True)  # no side wins
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert interval(np.array([2.0] * 97 + [inf] * 3)) == (2.0, inf)
+
+
 @pytest.mark.parametrize("diff, lo, hi, text", [
     (1.1, 0.9, 1.3, "+1.10 [+0.90, +1.30]"),
     (12.34, 10.0, 15.0, "+12.3 [+10.0, +15.0]"),

@@ -155,8 +155,17 @@ def bootstrap(methods: list[Scores], metric: str, resamples: int = RESAMPLES, se
 
 
 def interval(samples: np.ndarray, coverage: float = COVERAGE) -> tuple[float, float]:
+    """The percentile interval of ``coverage`` of the finite and infinite samples (nan ones left out). A percentile
+    between samples of which one is infinite (a ratio over resamples whose reference is 0) is that infinity, where
+    numpy's interpolation gives nan (inf - inf); between -inf and +inf it stays nan."""
     tail = 100 * (1 - coverage) / 2
-    lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
+    q = [tail, 100 - tail]
+    with np.errstate(invalid="ignore"):
+        linear = np.nanpercentile(samples, q)
+    below, above = (np.nanpercentile(samples, q, method=m) for m in ("lower", "higher"))
+    infinite = np.where(below == above, below, np.where(np.isfinite(below), above, np.where(np.isfinite(above),
+                                                                                         below, np.nan)))
+    lo, hi = np.where(np.isnan(linear), infinite, linear)
     return float(lo), float(hi)
 
 
