@@ -57,7 +57,8 @@ test suite: 3,867 killed (89.8 %), 441 survivors, `audio`, `checkpoint`, `claims
 below 90 %. Tests were then written for the survivors and every survivor rerun by name (`mutmut run <names>`
 reruns a mutant whatever its last result; a killed one stays killed when tests are only added), each module's
 in its own copy of the repository and the remaining 117 once more together, 2026-12-06: the figures below.
-Two mutants of a function changed since (`checkpoint.check_finite_weights`) are its new ones, all killed.
+The functions changed since (`checkpoint.check_finite_weights`, `claims.interval`) had their new mutants run:
+all killed.
 """
 
 
