@@ -1,7 +1,7 @@
 """The training loader at the paper's size, from a packed file of >= 5 GB, against the training step rate.
 
     .venv/bin/python benchmarks/loader.py [--gb 5.2] [--layouts frame clip lzf-frame lzf-clip gzip1-clip]
-        [--workers 1 2] [--batches 24] [--cpu-step-s S] [--flops | --step-flops F] [--sustained-tflops 74.2]
+        [--workers 1 2] [--batches 24] [--cpu-step-s S] [--step-flops F] [--sustained-tflops 74.2]
         [--dir /tmp]
 
 For each HDF5 layout of the clips' frames (``--layouts``, :data:`LAYOUTS`: frames per chunk and
@@ -21,8 +21,8 @@ count; every file is deleted at the end. Free disk is checked first.
 
 Targets: 3x the paper-size training step rate (batch 8 x 75 frames at 128x96 of ``l1``, the fastest
 variant) on this CPU (``--cpu-step-s``: seconds per step, from ``bench_train.py --paper``) and on an
-H100, estimated: the step's FLOPs (``--flops``: counted by ``torch.utils.flop_counter`` over one
-clip's CPU step, forward and backward of every network, times 8; or given as ``--step-flops``) over
+H100, estimated: the step's FLOPs (by default ``speechanim plan``'s, from the FLOPs that
+``benchmarks/unit_costs.py`` counted for ``workflow/configs/paper.yaml``; or ``--step-flops``) over
 ``--sustained-tflops``, an assumed sustained throughput, not a measurement (by default the plan's,
 ``speechanim.plan.GPU_SUSTAINED``: 15% of the H100's dense TF32 peak). For each it prints whether
 a measured row met it and how many workers would at the measured CPU cost per batch, a core each.
@@ -44,7 +44,7 @@ import torch
 from pack_memory import NoiseBank, synthetic_clip  # benchmarks/ is on the path when run as a script
 
 from speechanim.packing import AtomicH5, TrainingWindows, worker_init, write_clip
-from speechanim.plan import GPU_SUSTAINED
+from speechanim.plan import GPU_SUSTAINED, REPO, Plan, UnitCosts, run_config
 
 #: Frame layouts tried: name -> (frames per chunk, or None for the whole clip; compression; its option).
 LAYOUTS = {
@@ -58,19 +58,11 @@ LAYOUTS = {
 SIZE, FRAMES, BATCH, RATE = (128, 96), 75, 8, 16_000
 
 
-def step_flops(variant: str, batch: int) -> float:
-    """FLOPs of one paper-size training step of ``variant`` (forward, both backward passes, at ``batch``
-    clips): counted on one clip (a CPU step) and multiplied by ``batch`` (every layer works per clip)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from bench_train import step_runner
-    from speechanim.models import ModelConfig
-    from speechanim.train import TrainConfig
-
-    step, _ = step_runner(variant, ModelConfig(), TrainConfig(batch_size=1, n_frames=FRAMES))
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops() * batch
+def paper_step_flops(variant: str) -> float:
+    """FLOPs of one paper-size training step of ``variant`` (batch 8 x 75 frames at 128x96, forward and both
+    backward passes), as ``speechanim plan`` has them from docs/unit-costs.csv."""
+    plan = Plan(run_config(REPO / "workflow" / "configs" / "paper.yaml"), UnitCosts.read())
+    return plan.step_flops(variant)
 
 
 def write_file(path: Path, gb: float, layout: str, n_distinct: int = 16) -> dict:
@@ -169,8 +161,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     ap.add_argument("--cpu-step-s", type=float, default=None,
                     help="seconds per paper-size training step (batch 8) of the fastest variant on this CPU")
-    ap.add_argument("--flops", action="store_true", help="count the paper-size step's FLOPs (one CPU step per variant)")
-    ap.add_argument("--step-flops", type=float, default=None, help="the paper-size l1 step's FLOPs, if known")
+    ap.add_argument("--step-flops", type=float, default=None,
+                    help="the paper-size l1 step's FLOPs (default: the plan's, from docs/unit-costs.csv)")
     ap.add_argument("--sustained-tflops", type=float, default=GPU_SUSTAINED["H100"] / 1e12,
                     help="assumed sustained H100 throughput for the step, TFLOP/s (an estimate; default the plan's)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the packed files go")
@@ -180,9 +172,9 @@ def main() -> None:
     targets = {}
     if args.cpu_step_s:
         targets["CPU (measured)"] = 3 / args.cpu_step_s
-    if args.flops:
-        flops = {v: step_flops(v, BATCH) for v in ("l1", "full")}
-        print("paper-size step FLOPs (batch 8 x 75 frames, 128x96): "
+    if args.step_flops is None:
+        flops = {v: paper_step_flops(v) for v in ("l1", "full")}
+        print("paper-size step FLOPs (batch 8 x 75 frames, 128x96; the plan's): "
               + ", ".join(f"{v} {f / 1e12:.2f} TFLOP" for v, f in flops.items()))
         args.step_flops = flops["l1"]
     if args.step_flops:

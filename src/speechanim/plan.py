@@ -287,14 +287,18 @@ class Plan:
         m = self.costs.model
         return m(f"{kind}.rss_mb_base", key) + m(f"{kind}.rss_mb_per_unit", key) * units
 
+    def step_flops(self, variant: str = "full") -> float:
+        """FLOPs of one training step of ``variant`` at the config's batch and frames (the unit costs' line)."""
+        t = self.config["training"]
+        return t["batch_size"] * self._flops(f"train:{variant}", t["n_frames"])
+
     def epochs(self, dataset: str) -> int:
         """Training epochs planned: max_epochs, or for a patience-stopped training (no steps_per_epoch) at most
         the epochs the paper's week on a GTX 1080 Ti holds at this size."""
         t = self.config["training"]
         if t.get("steps_per_epoch"):
             return t["max_epochs"]
-        step = t["batch_size"] * self._flops("train:full", t["n_frames"])
-        week = PAPER_WEEK_S * GTX1080TI_SUSTAINED / (step * self.steps_per_epoch(dataset))
+        week = PAPER_WEEK_S * GTX1080TI_SUSTAINED / (self.step_flops() * self.steps_per_epoch(dataset))
         return max(1, min(t["max_epochs"], round(week)))
 
     def steps_per_epoch(self, dataset: str) -> int:
